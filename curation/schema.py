@@ -1,0 +1,563 @@
+"""The example schema and its readers.
+
+One example is one JSON object, the convention chat templates and TRL consume::
+
+    {"id": "…", "messages": [{"role": "user", "content": "…"},
+                             {"role": "assistant", "content": "…"}],
+     "source": "stackexchange", "meta": {}}
+
+``id`` is a content hash of the normalized messages, so the same example read
+from two files (or two formats) is one example.
+
+Accepted record formats (auto-detected per record, or forced with ``fmt``):
+
+- ``messages``: OpenAI / Hugging Face ``[{"role", "content"}, …]``
+- ``sharegpt``: ``conversations: [{"from": "human"|"gpt"|…, "value": …}, …]``
+- ``alpaca``: ``instruction`` (+ optional ``input``) and ``output``
+- ``lima``: ``conversations: ["user turn", "assistant turn", …]``
+- ``prompt_response``: a prompt and a response field, named by a mapping
+  (default ``prompt``/``response``, ``completion`` also recognised)
+
+Accepted containers: JSONL, JSON (a list, or an object with a list under
+``data``/``examples``/``train``), Parquet, CSV, a ``datasets`` ``save_to_disk``
+folder, or a Hub dataset id (``hf:owner/name`` or ``owner/name``).
+
+Every problem is reported with its place (``file:line`` or ``file record N``).
+With ``on_error="skip"`` an invalid record is kept aside with its reason in
+``ReadResult.rejects`` (and written to a rejects file on request): nothing is
+dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+FORMATS = ("messages", "sharegpt", "alpaca", "lima", "prompt_response")
+ROLES = ("system", "user", "assistant")
+ROLE_ALIASES = {
+    "system": "system",
+    "user": "user",
+    "human": "user",
+    "prompter": "user",
+    "question": "user",
+    "instruction": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "bot": "assistant",
+    "model": "assistant",
+    "chatgpt": "assistant",
+    "answer": "assistant",
+    "response": "assistant",
+}
+FILE_SUFFIXES = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+}
+
+
+class DataError(ValueError):
+    """A problem with input data, naming the place: ``file:line``, record and what is wrong."""
+
+    def __init__(self, problem: str, *, path: str | os.PathLike | None = None, line: int | None = None,
+                 record: str | int | None = None):
+        self.problem = problem
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.record = record
+        super().__init__(f"{self.where}: {problem}" if self.where else problem)
+
+    @property
+    def where(self) -> str:
+        parts = []
+        if self.path is not None:
+            parts.append(self.path + (f":{self.line}" if self.line is not None else ""))
+        elif self.line is not None:
+            parts.append(f"line {self.line}")
+        if self.record is not None:
+            parts.append(f"record {self.record}")
+        return " ".join(parts)
+
+
+@dataclass
+class Reject:
+    """A record that could not be read, with its place and reason."""
+
+    path: str
+    line: int | None
+    record: str | int | None
+    error: str
+    raw: Any = None
+
+    def to_json(self) -> dict:
+        raw = self.raw
+        if isinstance(raw, (bytes, bytearray)):
+            raw = raw.decode("utf-8", errors="replace")
+        return {"path": self.path, "line": self.line, "record": self.record, "error": self.error, "raw": raw}
+
+
+@dataclass
+class ReadResult:
+    examples: list[dict] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    duplicates: int = 0  # records whose id was already read (same content)
+
+    def counts_by_source(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for ex in self.examples:
+            counts[ex["source"]] = counts.get(ex["source"], 0) + 1
+        return dict(sorted(counts.items()))
+
+
+# --------------------------------------------------------------------------- normalization
+
+
+_TRAILING_WS = re.compile(r"[ \t]+\n")
+_MANY_BLANKS = re.compile(r"\n{3,}")
+
+
+def normalize_text(text: str) -> str:
+    """NFC, ``\\n`` newlines, no trailing spaces on lines, at most one blank line in a row, stripped.
+
+    >>> normalize_text("  Hello\\r\\n\\r\\n\\r\\n world  \\t\\n")
+    'Hello\\n\\n world'
+    """
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = _TRAILING_WS.sub("\n", text)
+    text = _MANY_BLANKS.sub("\n\n", text)
+    return text.strip()
+
+
+def normalize_role(role: Any, where: dict) -> str:
+    if not isinstance(role, str) or role.strip().lower() not in ROLE_ALIASES:
+        raise DataError(f"unknown role {role!r} (expected one of {', '.join(ROLES)} or an alias such as "
+                        "human/gpt)", **where)
+    return ROLE_ALIASES[role.strip().lower()]
+
+
+def normalize_messages(messages: Any, where: dict | None = None) -> list[dict]:
+    """Validate and normalize a list of ``{"role", "content"}`` turns.
+
+    Rules: roles are mapped to system/user/assistant; a system prompt is kept and
+    may only come first; the conversation needs a user turn and ends with a
+    non-empty assistant answer; content is text.
+    """
+    where = where or {}
+    if not isinstance(messages, list) or not messages:
+        raise DataError("no messages (expected a non-empty list of turns)", **where)
+    out = []
+    for i, turn in enumerate(messages):
+        if not isinstance(turn, Mapping):
+            raise DataError(f"turn {i} is {type(turn).__name__}, expected an object with role and content", **where)
+        role = normalize_role(turn.get("role"), where)
+        content = turn.get("content")
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            raise DataError(f"turn {i} ({role}) content is {type(content).__name__}, expected text", **where)
+        if role == "system" and i != 0:
+            raise DataError(f"turn {i} is a system prompt; it may only be the first turn", **where)
+        out.append({"role": role, "content": normalize_text(content)})
+    roles = [t["role"] for t in out]
+    if "user" not in roles:
+        raise DataError("no user turn", **where)
+    if "assistant" not in roles:
+        raise DataError("no assistant answer", **where)
+    if roles[-1] != "assistant":
+        raise DataError("the conversation does not end with an assistant answer", **where)
+    for i, turn in enumerate(out):
+        if turn["role"] != "system" and not turn["content"]:
+            what = "empty assistant answer" if turn["role"] == "assistant" else "empty user turn"
+            raise DataError(f"{what} (turn {i})", **where)
+    if out[0]["role"] == "system" and not out[0]["content"]:
+        out = out[1:]  # an empty system prompt carries nothing
+    return out
+
+
+def example_id(messages: list[dict]) -> str:
+    """A stable content hash of normalized messages (16 hex digits of sha256).
+
+    >>> a = example_id([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
+    >>> len(a), a == example_id([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
+    (16, True)
+    """
+    payload = json.dumps([[t["role"], t["content"]] for t in messages], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def make_example(messages: list[dict], source: str, meta: dict | None = None, where: dict | None = None) -> dict:
+    msgs = normalize_messages(messages, where)
+    return {"id": example_id(msgs), "messages": msgs, "source": source, "meta": dict(meta or {})}
+
+
+# --------------------------------------------------------------------------- record formats
+
+
+def detect_format(record: Mapping, mapping: Mapping[str, str] | None = None) -> str | None:
+    """Which record format a record is in, or None.
+
+    >>> detect_format({"messages": []})
+    'messages'
+    >>> detect_format({"conversations": [{"from": "human", "value": "x"}]})
+    'sharegpt'
+    >>> detect_format({"conversations": ["q", "a"]})
+    'lima'
+    >>> detect_format({"instruction": "q", "output": "a"})
+    'alpaca'
+    >>> detect_format({"question": "q", "answer": "a"}, {"prompt": "question", "response": "answer"})
+    'prompt_response'
+    >>> detect_format({"text": "x"}) is None
+    True
+    """
+    if "messages" in record:
+        return "messages"
+    conv = record.get("conversations")
+    if isinstance(conv, list):
+        if conv and all(isinstance(t, str) for t in conv):
+            return "lima"
+        return "sharegpt"
+    if "instruction" in record and "output" in record:
+        return "alpaca"
+    m = _prompt_response_mapping(mapping)
+    if m["prompt"] in record and m["response"] in record:
+        return "prompt_response"
+    if mapping is None and "prompt" in record and "completion" in record:
+        return "prompt_response"
+    return None
+
+
+def _prompt_response_mapping(mapping: Mapping[str, str] | None) -> dict:
+    m = {"prompt": "prompt", "response": "response", "system": "system"}
+    if mapping:
+        unknown = set(mapping) - set(m)
+        if unknown:
+            raise ValueError(f"unknown mapping key(s) {sorted(unknown)}: expected prompt, response, system")
+        m.update(mapping)
+    return m
+
+
+def record_to_messages(record: Mapping, fmt: str, mapping: Mapping[str, str] | None, where: dict) -> list[dict]:
+    """Turn one raw record of format ``fmt`` into a list of turns (not yet normalized)."""
+    if fmt == "messages":
+        return record["messages"]
+    if fmt == "sharegpt":
+        turns = []
+        for i, t in enumerate(record["conversations"]):
+            if not isinstance(t, Mapping) or "value" not in t:
+                raise DataError(f"conversations[{i}] is not a {{from, value}} object", **where)
+            turns.append({"role": t.get("from", t.get("role")), "content": t["value"]})
+        if "system" in record and record["system"]:
+            turns.insert(0, {"role": "system", "content": record["system"]})
+        return turns
+    if fmt == "lima":
+        turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": t}
+                 for i, t in enumerate(record["conversations"])]
+        return turns
+    if fmt == "alpaca":
+        instruction = record.get("instruction") or ""
+        extra = record.get("input") or ""
+        if not isinstance(instruction, str) or not isinstance(extra, str):
+            raise DataError("alpaca instruction/input must be text", **where)
+        prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+        turns = [{"role": "user", "content": prompt}, {"role": "assistant", "content": record.get("output")}]
+        if record.get("system"):
+            turns.insert(0, {"role": "system", "content": record["system"]})
+        return turns
+    if fmt == "prompt_response":
+        m = _prompt_response_mapping(mapping)
+        response_key = m["response"]
+        if response_key not in record and mapping is None and "completion" in record:
+            response_key = "completion"
+        turns = [{"role": "user", "content": record.get(m["prompt"])},
+                 {"role": "assistant", "content": record.get(response_key)}]
+        system = record.get(m["system"])
+        if system:
+            turns.insert(0, {"role": "system", "content": system})
+        for t in turns:
+            if t["content"] is not None and not isinstance(t["content"], str):
+                raise DataError(f"{t['role']} field is {type(t['content']).__name__}, expected text", **where)
+        return turns
+    raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
+
+
+_RESERVED = {"id", "messages", "conversations", "instruction", "input", "output", "source", "meta", "system",
+             "prompt", "response", "completion"}
+
+
+def record_to_example(record: Any, *, fmt: str = "auto", mapping: Mapping[str, str] | None = None,
+                      default_source: str = "unknown", where: dict | None = None) -> dict:
+    """Convert one raw record into an example, or raise :class:`DataError` naming ``where``."""
+    where = dict(where or {})
+    if not isinstance(record, Mapping):
+        raise DataError(f"record is {type(record).__name__}, expected a JSON object", **where)
+    if "id" in record and where.get("record") is None and record["id"] is not None:
+        where["record"] = record["id"]
+    if fmt == "auto":
+        found = detect_format(record, mapping)
+        if found is None:
+            keys = ", ".join(sorted(map(str, record))) or "none"
+            raise DataError(
+                f"unknown format (fields: {keys}); expected messages, conversations (ShareGPT or LIMA), "
+                "instruction/output (Alpaca) or prompt/response (give --field-map for other names)", **where)
+        fmt = found
+    elif fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}: expected auto or one of {', '.join(FORMATS)}")
+    turns = record_to_messages(record, fmt, mapping, where)
+    meta = dict(record.get("meta") or {}) if isinstance(record.get("meta"), Mapping) else {}
+    used = set(_RESERVED)
+    if mapping:
+        used |= set(mapping.values())
+    for key, value in record.items():
+        if key not in used and key not in meta and _jsonable_scalar(value):
+            meta[key] = value
+    source = record.get("source") if isinstance(record.get("source"), str) and record.get("source") else default_source
+    return make_example(turns, source, meta, where)
+
+
+def _jsonable_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+# --------------------------------------------------------------------------- containers
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[dict, Any]]:
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            where = {"path": path, "line": lineno}
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield where, DataError(f"bytes that are not UTF-8 at byte {err.start} of the line "
+                                       f"({raw[max(0, err.start - 8):err.start + 8]!r})", **where), raw
+                continue
+            if not text.strip():
+                continue
+            try:
+                yield where, json.loads(text), None
+            except json.JSONDecodeError as err:
+                yield where, DataError(f"malformed JSON at column {err.colno}: {err.msg}", **where), text
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataError(f"bytes that are not UTF-8 at byte {err.start} "
+                        f"({data[max(0, err.start - 8):err.start + 8]!r})", path=path, line=line) from None
+
+
+def _iter_json(path: Path) -> Iterator[tuple[dict, Any, Any]]:
+    text = _read_text(path)
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"malformed JSON at column {err.colno}: {err.msg}", path=path, line=err.lineno) from None
+    if isinstance(obj, Mapping):
+        for key in ("data", "examples", "train", "rows"):
+            if isinstance(obj.get(key), list):
+                obj = obj[key]
+                break
+        else:
+            obj = [obj]
+    if not isinstance(obj, list):
+        raise DataError("expected a JSON list of records (or an object with a list under 'data')", path=path)
+    for i, rec in enumerate(obj):
+        yield {"path": path, "record": i}, rec, None
+
+
+def _iter_csv(path: Path) -> Iterator[tuple[dict, Any, Any]]:
+    text = _read_text(path)
+    reader = csv.DictReader(io.StringIO(text))
+    for row in reader:
+        # line_num is the line where the row ends; header is line 1
+        rec = {k: v for k, v in row.items() if k is not None}
+        for key in ("messages", "conversations", "meta"):
+            if isinstance(rec.get(key), str) and rec[key].strip().startswith(("[", "{")):
+                try:
+                    rec[key] = json.loads(rec[key])
+                except json.JSONDecodeError as err:
+                    yield ({"path": path, "line": reader.line_num},
+                           DataError(f"column {key!r} holds malformed JSON: {err.msg}", path=path,
+                                     line=reader.line_num), row)
+                    break
+        else:
+            yield {"path": path, "line": reader.line_num}, rec, None
+
+
+def _iter_dataset(ds, label: str) -> Iterator[tuple[dict, Any, Any]]:
+    for i, rec in enumerate(ds):
+        yield {"path": label, "record": i}, rec, None
+
+
+def _iter_parquet(path: Path):
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # pyarrow raises several types for a broken file
+        raise DataError(f"not a readable Parquet file: {err}", path=path) from None
+    for i, rec in enumerate(table.to_pylist()):
+        yield {"path": path, "record": i}, rec, None
+
+
+def _load_disk_dataset(path: Path, split: str):
+    from datasets import DatasetDict, load_from_disk
+
+    ds = load_from_disk(str(path))
+    if isinstance(ds, DatasetDict):
+        if split not in ds:
+            raise DataError(f"split {split!r} not found (splits: {', '.join(ds)})", path=path)
+        ds = ds[split]
+    return ds
+
+
+def container_kind(source: str | os.PathLike) -> str:
+    """``jsonl``/``json``/``parquet``/``csv``/``disk``/``hub`` for a path or Hub id."""
+    s = str(source)
+    if s.startswith("hf:"):
+        return "hub"
+    path = Path(s)
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() \
+                or (path / "state.json").exists():
+            return "disk"
+        raise DataError("folder is not a `datasets` save_to_disk folder (no dataset_info.json or "
+                        "dataset_dict.json)", path=path)
+    if path.exists():
+        suffix = "".join(path.suffixes[-1:]).lower()
+        if suffix in FILE_SUFFIXES:
+            return FILE_SUFFIXES[suffix]
+        raise DataError(f"unknown file type {suffix or '(no suffix)'!r}: expected "
+                        f"{', '.join(sorted(FILE_SUFFIXES))}, a save_to_disk folder or a Hub id", path=path)
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", s):
+        return "hub"
+    raise DataError("no such file or folder", path=path)
+
+
+def iter_records(source: str | os.PathLike, *, split: str = "train") -> Iterator[tuple[dict, Any, Any]]:
+    """Yield ``(where, record_or_error, raw)`` for every record of a container."""
+    kind = container_kind(source)
+    path = Path(str(source))
+    if kind != "hub" and kind != "disk" and path.stat().st_size == 0:
+        raise DataError("empty file", path=path)
+    if kind == "jsonl":
+        yield from _iter_jsonl(path)
+    elif kind == "json":
+        yield from _iter_json(path)
+    elif kind == "csv":
+        yield from _iter_csv(path)
+    elif kind == "parquet":
+        yield from _iter_parquet(path)
+    elif kind == "disk":
+        yield from _iter_dataset(_load_disk_dataset(path, split), str(path))
+    else:
+        from datasets import load_dataset
+
+        name = str(source)[3:] if str(source).startswith("hf:") else str(source)
+        try:
+            ds = load_dataset(name, split=split)
+        except Exception as err:  # network, missing dataset, auth: say which
+            raise DataError(f"could not load Hub dataset {name!r} (split {split!r}): {err}") from None
+        yield from _iter_dataset(ds, f"hf:{name}")
+
+
+def read_examples(source: str | os.PathLike, *, fmt: str = "auto", mapping: Mapping[str, str] | None = None,
+                  source_name: str | None = None, split: str = "train", on_error: str = "raise",
+                  result: ReadResult | None = None, seen: set[str] | None = None) -> ReadResult:
+    """Read every example of one container into a :class:`ReadResult`.
+
+    ``on_error="raise"`` stops at the first invalid record with a :class:`DataError`
+    naming file, line/record and problem; ``on_error="skip"`` keeps going and
+    collects each invalid record in ``result.rejects``. An example already read
+    (same id) is counted in ``result.duplicates`` and kept once.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError("on_error must be 'raise' or 'skip'")
+    result = result if result is not None else ReadResult()
+    seen = seen if seen is not None else {ex["id"] for ex in result.examples}
+    default_source = source_name or _default_source_name(source)
+    n_records = 0
+    for where, rec, raw in iter_records(source, split=split):
+        n_records += 1
+        try:
+            if isinstance(rec, DataError):
+                raise rec
+            ex = record_to_example(rec, fmt=fmt, mapping=mapping, default_source=default_source, where=where)
+        except DataError as err:
+            if on_error == "raise":
+                raise
+            result.rejects.append(Reject(str(where.get("path")), where.get("line"), err.record, err.problem,
+                                         raw if raw is not None else rec))
+            continue
+        if ex["id"] in seen:
+            result.duplicates += 1
+            continue
+        seen.add(ex["id"])
+        result.examples.append(ex)
+    if n_records == 0:
+        raise DataError("empty file (no records)", path=source)
+    return result
+
+
+def read_pools(sources: Iterable[str | os.PathLike], **kwargs) -> ReadResult:
+    """Read several containers into one result; the same example in two files is one example."""
+    result = ReadResult()
+    seen: set[str] = set()
+    for src in sources:
+        read_examples(src, result=result, seen=seen, **kwargs)
+    return result
+
+
+def _default_source_name(source: str | os.PathLike) -> str:
+    s = str(source)
+    if s.startswith("hf:") or (not Path(s).exists() and "/" in s):
+        return s.removeprefix("hf:")
+    name = Path(s).name
+    for suffix in FILE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[Mapping]) -> int:
+    """Write records as JSONL atomically (a temp file renamed into place). Returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def write_rejects(path: str | os.PathLike, rejects: Iterable[Reject]) -> int:
+    return write_jsonl(path, (r.to_json() for r in rejects))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,48 @@
+"""Shared test fixtures. No network and no model hub: models are built locally.
+
+Fixture modules owned by each area are imported here so every test sees them:
+- ``argilla_fixtures``: the real Argilla server, started once per session.
+- ``openai_fixtures``: a local HTTP server speaking the chat-completions protocol.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+
+try:
+    from argilla_fixtures import *  # noqa: F401,F403
+except ImportError as err:  # pragma: no cover - only while the module is absent
+    if "argilla_fixtures" not in str(err):
+        raise
+try:
+    from openai_fixtures import *  # noqa: F401,F403
+except ImportError as err:  # pragma: no cover
+    if "openai_fixtures" not in str(err):
+        raise
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random 2-layer Llama with a locally trained BPE tokenizer and a ChatML template.
+
+    Built once per session (a few seconds). Treat as read-only: copy it if a test
+    must change it.
+    """
+    from finetune.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
