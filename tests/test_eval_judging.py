@@ -1,0 +1,238 @@
+"""LLM judges against a real local chat-completions server (tests/openai_fixtures.py).
+
+Both orders, ties, retries, timeouts, the cache, the budget stop, unparseable
+replies and the pointwise rating API the curation module calls.
+"""
+
+from __future__ import annotations
+
+import doctest
+import logging
+import time
+
+import pytest
+
+from eval import judging
+from eval.judging import JudgeFailure, JudgeRunError, Pair, Rating, judge_pairs, load_judge, rate_many
+
+
+def _conn(fake, **extra):
+    return dict(base_url=fake.base_url, api_key=fake.api_key, model=fake.model, backoff_base=0.01, **extra)
+
+
+def _pairs(n: int) -> list[Pair]:
+    # A is longer than B for even i, shorter for odd i (the fake prefers the longer answer)
+    out = []
+    for i in range(n):
+        long, short = f"A detailed answer number {i} with several helpful sentences.", f"Short {i}."
+        a, b = (long, short) if i % 2 == 0 else (short, long)
+        out.append(Pair(id=f"p{i}", prompt=f"Question {i}?", output_a=a, output_b=b))
+    return out
+
+
+def test_parsers_and_helpers_doctests():
+    for mod in (judging.parsers, judging):
+        result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, mod.__name__
+
+
+def test_both_orders_consistent_verdicts(fake_openai):
+    run = judge_pairs(_pairs(6), "mtbench-pairwise", **_conn(fake_openai))
+    assert [r.verdict for r in run.results] == ["win", "loss"] * 3
+    assert all(r.consistent for r in run.results)
+    # the judge saw each pair twice, with the answers swapped: the letter flips, the verdict does not
+    first = run.results[0]
+    assert [o["order"] for o in first.orders] == ["ab", "ba"]
+    assert [o["raw"] for o in first.orders] == ["A", "B"]
+    assert fake_openai.completions == 12
+    shown = [b["messages"][-1]["content"] for b in fake_openai.bodies]
+    pair0 = [s for s in shown if "Question 0?" in s]
+    assert len(pair0) == 2
+    assert sorted(s.index("A detailed") < s.index("Short 0.") for s in pair0) == [False, True]
+    assert run.counts == {**run.counts, "win": 3, "loss": 3, "tie": 0, "consistent": 6, "inconsistent": 0}
+
+
+def test_position_bias_becomes_inconsistent_tie(fake_openai):
+    fake_openai.position_bias = 1.0  # always prefers whatever is shown first
+    run = judge_pairs(_pairs(4), "mtbench-pairwise", **_conn(fake_openai))
+    for r in run.results:
+        assert [o["raw"] for o in r.orders] == ["A", "A"]
+        assert [o["verdict"] for o in r.orders] == ["win", "loss"]  # flipped with the order
+        assert r.verdict == "tie" and r.consistent is False
+    assert run.counts["inconsistent"] == 4 and run.counts["tie"] == 4
+
+
+def test_genuine_tie_is_consistent(fake_openai):
+    run = judge_pairs([Pair("t", "Q?", "same length", "same length")], "lima-three-way", **_conn(fake_openai))
+    r = run.results[0]
+    assert r.verdict == "tie" and r.consistent is True
+    assert "Neither is significantly better" in fake_openai.bodies[0]["messages"][0]["content"]
+
+
+def test_retries_on_429_and_5xx(fake_openai):
+    fake_openai.fail_first = 5  # 429, 500 and 503 drawn at random
+    run = judge_pairs(_pairs(4), "mtbench-pairwise", **_conn(fake_openai, concurrency=1))
+    assert run.counts["judged"] == 4
+    assert fake_openai.requests == 8 + 5
+    assert run.counts["http_attempts"] == 8 + 5 and run.counts["requests"] == 8
+
+
+def test_retries_exhausted_is_a_counted_failure(fake_openai):
+    fake_openai.error_rate = 1.0
+    fake_openai.error_statuses = (503,)
+    run = judge_pairs(_pairs(2), "mtbench-pairwise", **_conn(fake_openai, max_retries=2))
+    assert [r.verdict for r in run.results] == [None, None]
+    assert all("HTTP 503 after 3 attempts" in r.error for r in run.results)
+    assert run.counts["failed"] == 2 and fake_openai.requests == 4 * 3
+
+
+def test_timeout_is_retried(fake_openai):
+    fake_openai.stall_first = 1
+    fake_openai.stall_seconds = 1.5
+    run = rate_many([("Q?", "An answer.")], **_conn(fake_openai, timeout=0.4))
+    assert isinstance(run.results[0], Rating)
+    assert run.counts["http_attempts"] == 2 and fake_openai.requests == 2
+
+
+def test_cache_second_run_makes_no_requests(fake_openai, tmp_path):
+    first = judge_pairs(_pairs(5), "mtbench-pairwise", cache_dir=tmp_path, **_conn(fake_openai))
+    assert fake_openai.requests == 10
+    fake_openai.reset()
+    second = judge_pairs(_pairs(5), "mtbench-pairwise", cache_dir=tmp_path, **_conn(fake_openai))
+    assert fake_openai.requests == 0
+    assert second.counts["cached"] == 10 and second.counts["requests"] == 0
+    assert [r.verdict for r in second.results] == [r.verdict for r in first.results]
+    assert all(o["cached"] for r in second.results for o in r.orders)
+    # another judge, or a changed output, is a different key
+    changed = _pairs(5)
+    changed[0].output_b += " (edited)"
+    judge_pairs(changed, "mtbench-pairwise", cache_dir=tmp_path, **_conn(fake_openai))
+    assert fake_openai.requests == 2
+
+
+def test_budget_stop_and_resume(fake_openai, tmp_path):
+    fake_openai.usage = (1000, 100)  # 0.0011 USD per request at 1 USD / M tokens
+    conn = _conn(fake_openai, price_input=1.0, price_output=1.0, concurrency=1)
+    run = judge_pairs(_pairs(5), "mtbench-pairwise", cache_dir=tmp_path, max_cost=0.005, **conn)
+    assert run.budget_exhausted
+    assert fake_openai.requests == 5  # the 5th request crossed 0.005; nothing after it
+    assert run.cost == pytest.approx(5 * 0.0011)
+    assert run.tokens == {"prompt": 5000, "completion": 500}
+    verdicts = [r.verdict for r in run.results]
+    assert verdicts[:2] == ["win", "loss"] and verdicts[2:] == [None, None, None]
+    assert run.counts["skipped_budget"] == 3 and run.counts["judged"] == 2
+    assert all("budget" in r.error for r in run.results[2:])
+    # an interrupted run resumes: the 5 answered orders come from the cache
+    fake_openai.reset()
+    rest = judge_pairs(_pairs(5), "mtbench-pairwise", cache_dir=tmp_path, **conn)
+    assert fake_openai.requests == 5 and rest.counts["cached"] == 5 and rest.counts["judged"] == 5
+
+
+def test_unparseable_replies_counted_retried_and_fail_the_run(fake_openai):
+    fake_openai.malformed_rate = 1.0
+    with pytest.raises(JudgeRunError, match="no parseable verdict") as info:
+        judge_pairs(_pairs(3), "mtbench-pairwise", **_conn(fake_openai))
+    run = info.value.run
+    assert run.counts["unparseable"] == 3 and run.counts["judged"] == 0
+    assert run.counts["unparseable_replies"] == 12  # 3 pairs x 2 orders x (1 + 1 parse retry)
+    assert all(r.parse_failures == 4 and r.error.startswith("unparseable") for r in run.results)
+    assert run.results[0].orders[0]["reply"] == "I am not sure which is better."
+
+
+def test_some_unparseable_below_threshold(fake_openai):
+    fake_openai.malformed_rate = 0.3
+    run = judge_pairs(_pairs(20), "mtbench-pairwise", max_unparseable=1.0, **_conn(fake_openai, concurrency=1))
+    c = run.counts
+    assert c["unparseable_replies"] > 0
+    assert c["judged"] + c["unparseable"] == 20
+    # each unparseable reply is asked once more; an order unparseable twice is given up
+    given_up = sum(1 for r in run.results for o in r.orders if o["error"])
+    assert c["requests"] == 40 + c["unparseable_replies"] - given_up
+
+
+def test_rate_many_api(fake_openai):
+    fake_openai.reply = lambda messages: "Helpful and correct.\nRating: [[4]]"
+    items = [("How do I boil an egg?", "Put it in boiling water for 8 minutes."), ("Hi", "Hello!")]
+    run = rate_many(items, "quality-rating", **_conn(fake_openai))
+    assert run.results == [Rating(4, "Helpful and correct."), Rating(4, "Helpful and correct.")]
+    assert run.counts["rated"] == 2 and run.tokens["prompt"] > 0
+    sent = fake_openai.bodies[0]["messages"]
+    assert sent[0]["role"] == "system" and "LIMA" in sent[0]["content"]
+    assert "Put it in boiling water" in sent[1]["content"]
+
+
+def test_rate_many_failures_are_never_none(fake_openai):
+    replies = iter(["Rating: [[5]]", "no idea", "no idea", "Rating: [[9]]", "Rating: [[9]]"])
+    fake_openai.reply = lambda messages: next(replies)
+    run = rate_many([("q1", "r1"), ("q2", "r2"), ("q3", "r3")], concurrency=1, max_unparseable=1.0, **_conn(fake_openai))
+    assert isinstance(run.results[0], Rating) and run.results[0].score == 5
+    assert isinstance(run.results[1], JudgeFailure) and "no rating" in run.results[1].error
+    assert isinstance(run.results[2], JudgeFailure) and "outside 1–5" in run.results[2].error
+    assert run.counts["failed"] == 2 and run.counts["unparseable_replies"] == 4
+
+
+def test_concurrency_overlaps_requests(fake_openai):
+    fake_openai.latency = 0.1
+    t0 = time.perf_counter()
+    rate_many([("q", f"r{i}") for i in range(16)], concurrency=8, **_conn(fake_openai))
+    took = time.perf_counter() - t0
+    assert fake_openai.max_in_flight >= 4
+    assert took < 16 * 0.1 * 0.6
+
+
+def test_bad_key_fails_fast_without_leaking_it(fake_openai, caplog):
+    caplog.set_level(logging.DEBUG)
+    secret = "sk-wrong-" + "7" * 24
+    with pytest.raises(judging.FatalBackendError, match="refused the API key") as info:
+        rate_many([("q", "r")], **{**_conn(fake_openai), "api_key": secret})
+    assert secret not in str(info.value)
+    assert secret not in caplog.text
+
+
+def test_missing_model_and_key_reported(monkeypatch):
+    for name in ("EVAL_JUDGE_MODEL", "EVAL_JUDGE_BASE_URL", "OPENAI_BASE_URL", "EVAL_JUDGE_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match="no judge model"):
+        rate_many([("q", "r")])
+    with pytest.raises(judging.FatalBackendError, match="no API key"):
+        rate_many([("q", "r")], model="gpt-4o-mini")
+
+
+def test_every_shipped_judge_config_is_valid():
+    names = judging.list_judges()
+    assert {"lima-three-way", "mtbench-pairwise", "mtbench-reference", "quality-rating"} <= set(names)
+    for name in names:
+        cfg = load_judge(name)
+        for key, text in cfg.choices.items():
+            assert str(cfg.parse(text)) == key
+        header = (cfg.path / "config.yaml").read_text().splitlines()[0]
+        assert header.startswith("# "), f"{name}: config.yaml should begin with the command that uses it"
+
+
+def test_bad_judge_config_reports_every_problem(tmp_path):
+    bad = tmp_path / "broken"
+    bad.mkdir()
+    (bad / "config.yaml").write_text(
+        "name: other\nmode: pairwise\nparser: nope\nchoices: {A: x}\ncolour: blue\ndescription: d\n"
+    )
+    (bad / "prompt.txt").write_text("Compare {output_a}")
+    with pytest.raises(ValueError) as info:
+        load_judge(bad)
+    assert "unknown keys ['colour']" in str(info.value)
+    (bad / "config.yaml").write_text("name: other\nmode: pairwise\nparser: nope\nchoices: {A: x}\ndescription: d\n")
+    with pytest.raises(ValueError) as info:
+        load_judge(bad)
+    msg = str(info.value)
+    for part in ("differs from the folder name", "parser 'nope' unknown", "lacks placeholders", "choices must have"):
+        assert part in msg
+
+
+def test_reference_judge_needs_references(fake_openai):
+    with pytest.raises(ValueError, match="needs a reference answer"):
+        judge_pairs(_pairs(2), "mtbench-reference", **_conn(fake_openai))
+    pairs = _pairs(2)
+    for p in pairs:
+        p.reference = "The reference {answer} with braces."
+    run = judge_pairs(pairs, "mtbench-reference", **_conn(fake_openai))
+    assert run.counts["judged"] == 2
+    assert "The reference {answer} with braces." in fake_openai.bodies[0]["messages"][-1]["content"]
