@@ -1,0 +1,365 @@
+"""The one training config: a typed dataclass whose field docs feed ``--help`` and the YAML comments.
+
+Order of precedence: defaults (here, and only here) < the YAML file (``--config``) < ``--key value``
+flags. Unknown keys fail and name the closest valid key. :func:`validate` reports every problem at
+once in one ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import os
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+GROUPS = {
+    "model": "Model and quantization",
+    "lora": "LoRA adapter",
+    "data": "Data and tokenization",
+    "train": "Training",
+    "output": "Output, checkpoints and logging",
+}
+
+
+def _f(default: Any, help: str, group: str, choices: tuple | None = None):
+    meta = {"help": help, "group": group}
+    if choices:
+        meta["choices"] = choices
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class FinetuneConfig:
+    # ----------------------------------------------------------------- model
+    model: str = _f("", "Base model: a Hugging Face Hub id or a local folder (required).", "model")
+    quantization: str = _f(
+        "nf4", "nf4: QLoRA, the base loaded in 4-bit NF4 by bitsandbytes and frozen; none: plain LoRA on an "
+        "unquantized base (in compute_dtype).", "model", ("nf4", "none"))
+    double_quant: bool = _f(True, "Quantize the 4-bit quantization constants too (QLoRA's double "
+                            "quantization, ~0.4 bit/param saved).", "model")
+    compute_dtype: str = _f(
+        "auto", "dtype of the matmuls and of the unquantized weights. auto: bfloat16 where the device does "
+        "bf16 natively (CUDA compute capability 8+, CPUs with AVX512-BF16/AMX), else float32.", "model",
+        ("auto", "bfloat16", "float16", "float32"))
+    quant_storage: str = _f(
+        "uint8", "dtype the packed 4-bit weights are stored in (bnb_4bit_quant_storage). Use bfloat16 for "
+        "FSDP-QLoRA so FSDP can shard them like the other weights.", "model",
+        ("uint8", "bfloat16", "float16", "float32"))
+    attn_implementation: str = _f(
+        "sdpa", "Attention kernel. sdpa and eager keep packed examples apart through position_ids; "
+        "flash_attention_2 needs the flash-attn package and a GPU.", "model",
+        ("sdpa", "eager", "flash_attention_2"))
+    # ----------------------------------------------------------------- lora
+    lora_r: int = _f(64, "LoRA rank (QLoRA paper: 64).", "lora")
+    lora_alpha: float = _f(16, "LoRA scaling numerator; the update is scaled by alpha/r (QLoRA paper: 16).", "lora")
+    lora_dropout: float = _f(0.1, "Dropout on the LoRA input (QLoRA paper: 0.1 up to 13B, 0.05 for 33B/65B).",
+                             "lora")
+    lora_target: str = _f("all-linear", "Modules that get adapters: all-linear (every linear layer but the "
+                          "output head, as in QLoRA) or a comma-separated list such as q_proj,v_proj.", "lora")
+    # ----------------------------------------------------------------- data
+    data: str = _f("", "Training data (required): a JSONL/JSON/Parquet/CSV file in messages format (the "
+                   "curation export data/<name>/train.jsonl), a datasets save_to_disk folder, or a Hub "
+                   "dataset id (hf:owner/name).", "data")
+    data_split: str = _f("train", "Split to read from a save_to_disk folder with several splits or a Hub "
+                         "dataset.", "data")
+    dev_data: typing.Optional[str] = _f(None, "Separate dev set for the dev loss (same formats as data). "
+                                        "When null, dev_size of data is held out.", "data")
+    dev_size: float = _f(0.05, "Fraction of data held out (seeded) for the dev loss when dev_data is null; "
+                         "at least one example; 0 turns the dev loss off.", "data")
+    chat_template: typing.Optional[str] = _f(
+        None, "Chat template: null uses the tokenizer's own, or for a base model without one the default "
+        "(### User: / ### Assistant: turns ended by the EOS token, no added tokens). Or a path to a .jinja "
+        "file. The template used is saved with the tokenizer in the run folder.", "data")
+    eot_token: typing.Optional[str] = _f(
+        None, "Token that ends an assistant turn and must be learned (e.g. <|im_end|>, <|eot_id|>). null: "
+        "found from the chat template.", "data")
+    max_length: int = _f(2048, "Longest training sequence in tokens (prompt and answer).", "data")
+    overlong: str = _f("truncate", "What to do with conversations longer than max_length: truncate (keep the "
+                       "start; dropped if no answer token is left) or drop. Both are counted in the log.", "data",
+                       ("truncate", "drop"))
+    batching: str = _f(
+        "padding_free", "padding_free: the examples of a batch are concatenated into one row with position_ids "
+        "restarting per example (no padding, examples cannot attend to each other); packing: examples are first "
+        "packed into rows of up to max_length tokens, a batch is batch_size such rows, concatenated the same "
+        "way; padded: classic right padding with an attention mask.", "data",
+        ("padding_free", "packing", "padded"))
+    # ----------------------------------------------------------------- train
+    epochs: float = _f(3.0, "Passes over the training data (ignored when max_steps > 0).", "train")
+    max_steps: int = _f(-1, "Optimizer steps to run; overrides epochs when > 0.", "train")
+    batch_size: int = _f(16, "Examples (packing: packed rows) per device per micro-batch.", "train")
+    grad_accum: int = _f(1, "Micro-batches accumulated per optimizer step.", "train")
+    learning_rate: float = _f(2e-4, "Peak learning rate (QLoRA paper: 2e-4 up to 13B, 1e-4 above).", "train")
+    lr_scheduler: str = _f("constant", "Learning-rate schedule after warmup (a transformers scheduler name: "
+                           "constant, linear, cosine, ...). QLoRA paper: constant.", "train")
+    warmup_ratio: float = _f(0.03, "Fraction of the steps spent warming the learning rate up linearly.", "train")
+    weight_decay: float = _f(0.0, "AdamW weight decay on the trainable weights.", "train")
+    adam_beta2: float = _f(0.999, "AdamW beta2 (LIMA used 0.95).", "train")
+    max_grad_norm: float = _f(0.3, "Gradient clipping norm (QLoRA paper: 0.3).", "train")
+    optim: str = _f("adamw_torch", "transformers optimizer name; paged_adamw_32bit / paged_adamw_8bit "
+                    "(bitsandbytes, CUDA) absorb memory spikes on one GPU.", "train")
+    gradient_checkpointing: bool = _f(True, "Recompute activations in the backward pass: much less memory, "
+                                      "~20-30% more compute.", "train")
+    seed: int = _f(42, "Seed for the dev split, data order, dropout and LoRA initialisation.", "train")
+    # ----------------------------------------------------------------- output
+    output_dir: str = _f("runs/finetune", "Run folder: adapter, tokenizer, config.yaml, metrics.jsonl, model "
+                         "card; checkpoints in <output_dir>/checkpoints.", "output")
+    resume: bool = _f(False, "Continue from the newest complete checkpoint in output_dir (after a crash, "
+                      "SIGTERM or SIGKILL); starts fresh when there is none.", "output")
+    overwrite: bool = _f(False, "Delete an existing run in output_dir and start over.", "output")
+    save_steps: int = _f(50, "Save a resumable checkpoint every N optimizer steps.", "output")
+    save_total_limit: int = _f(2, "Checkpoints kept (the oldest are deleted).", "output")
+    eval_steps: int = _f(50, "Compute the dev loss every N optimizer steps (and at the end).", "output")
+    logging_steps: int = _f(10, "Log the training loss every N optimizer steps (metrics.jsonl, progress bar).",
+                            "output")
+    tensorboard: bool = _f(True, "Also log to TensorBoard (<output_dir>/tensorboard) when tensorboard is "
+                           "installed.", "output")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
+_HINTS = typing.get_type_hints(FinetuneConfig)
+
+
+def _base_type(name: str) -> tuple[type, bool]:
+    """(type, optional) of a field."""
+    hint = _HINTS[name]
+    args = typing.get_args(hint)
+    if args and type(None) in args:
+        return next(a for a in args if a is not type(None)), True
+    return hint, False
+
+
+def closest(key: str) -> str:
+    """The valid key nearest to ``key``, as a hint for an error message."""
+    norm = key.lstrip("-").replace("-", "_")
+    match = difflib.get_close_matches(norm, FIELDS, n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else f" (valid keys: {', '.join(FIELDS)})"
+
+
+def _coerce(name: str, value: Any, issues: list[str], where: str) -> Any:
+    typ, optional = _base_type(name)
+    if value is None:
+        if optional:
+            return None
+        issues.append(f"{name}: null is not allowed (expected {typ.__name__}) [{where}]")
+        return FIELDS[name].default
+    if optional and isinstance(value, str) and value.strip().lower() in ("null", "none", "~"):
+        return None
+    if isinstance(value, str) and typ is not str:
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            pass
+        if value is None and optional:
+            return None
+    ok = (
+        (typ is bool and isinstance(value, bool))
+        or (typ is int and isinstance(value, int) and not isinstance(value, bool))
+        or (typ is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (typ is str and isinstance(value, (str, int, float)) and not isinstance(value, bool))
+    )
+    if not ok:
+        issues.append(f"{name}: {value!r} is not a {typ.__name__} [{where}]")
+        return FIELDS[name].default
+    return typ(value)
+
+
+def from_dict(values: dict, where: str = "config", base: FinetuneConfig | None = None,
+              issues: list[str] | None = None) -> FinetuneConfig:
+    """A config from ``values`` over ``base`` (default: the defaults). Unknown keys and bad types raise
+    one ValueError, unless ``issues`` is given to collect them."""
+    own = issues is None
+    issues = [] if own else issues
+    cfg = dataclasses.replace(base) if base is not None else FinetuneConfig()
+    for key, value in values.items():
+        if key not in FIELDS:
+            issues.append(f"unknown key {key!r}{closest(str(key))} [{where}]")
+            continue
+        setattr(cfg, key, _coerce(key, value, issues, where))
+    if own and issues:
+        raise ValueError("invalid config:\n  - " + "\n  - ".join(issues))
+    return cfg
+
+
+def load_yaml(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def validate(cfg: FinetuneConfig) -> list[str]:
+    """Every problem with the values of ``cfg`` (not the files it names), as a list of messages."""
+    issues = []
+    for name, f in FIELDS.items():
+        choices = f.metadata.get("choices")
+        if choices and getattr(cfg, name) not in choices:
+            issues.append(f"{name}: {getattr(cfg, name)!r} is not one of {', '.join(choices)}")
+    if not cfg.model:
+        issues.append("model: required (a Hub id or a local folder)")
+    if not cfg.data:
+        issues.append("data: required (a messages-format file, a save_to_disk folder or a Hub dataset id)")
+    for name in ("lora_r", "max_length", "batch_size", "grad_accum", "save_steps", "eval_steps",
+                 "logging_steps", "save_total_limit"):
+        if getattr(cfg, name) < 1:
+            issues.append(f"{name}: must be >= 1, got {getattr(cfg, name)}")
+    if cfg.lora_alpha <= 0:
+        issues.append(f"lora_alpha: must be > 0, got {cfg.lora_alpha}")
+    if not 0 <= cfg.lora_dropout < 1:
+        issues.append(f"lora_dropout: must be in [0, 1), got {cfg.lora_dropout}")
+    if not 0 <= cfg.dev_size < 1:
+        issues.append(f"dev_size: must be a fraction in [0, 1), got {cfg.dev_size}")
+    if not 0 <= cfg.warmup_ratio < 1:
+        issues.append(f"warmup_ratio: must be in [0, 1), got {cfg.warmup_ratio}")
+    if cfg.learning_rate <= 0:
+        issues.append(f"learning_rate: must be > 0, got {cfg.learning_rate}")
+    if cfg.max_steps <= 0 and cfg.epochs <= 0:
+        issues.append("epochs: must be > 0 when max_steps is not set")
+    if cfg.max_steps == 0 or cfg.max_steps < -1:
+        issues.append(f"max_steps: must be > 0, or -1 to use epochs; got {cfg.max_steps}")
+    if cfg.weight_decay < 0 or cfg.max_grad_norm < 0:
+        issues.append("weight_decay and max_grad_norm: must be >= 0")
+    if not 0 < cfg.adam_beta2 < 1:
+        issues.append(f"adam_beta2: must be in (0, 1), got {cfg.adam_beta2}")
+    if cfg.quantization == "none" and cfg.quant_storage != "uint8":
+        issues.append("quant_storage: only applies with quantization: nf4")
+    if cfg.resume and cfg.overwrite:
+        issues.append("resume and overwrite: choose one")
+    if not re.fullmatch(r"all-linear|[\w.*]+(,[\w.*]+)*", cfg.lora_target.replace(" ", "")):
+        issues.append(f"lora_target: {cfg.lora_target!r} is not all-linear or a comma-separated list of names")
+    return issues
+
+
+def check(cfg: FinetuneConfig) -> FinetuneConfig:
+    """Raise one ValueError listing every problem with ``cfg``; return it unchanged otherwise."""
+    issues = validate(cfg)
+    if issues:
+        raise ValueError("invalid config:\n  - " + "\n  - ".join(issues))
+    return cfg
+
+
+# --------------------------------------------------------------------------- YAML out
+
+
+def to_dict(cfg: FinetuneConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_yaml(cfg: FinetuneConfig, header: str = "") -> str:
+    """The config as YAML, each key preceded by its documentation as a comment, grouped by section."""
+    lines = [f"# {h}" for h in header.splitlines()] if header else []
+    group = None
+    for name, f in FIELDS.items():
+        if f.metadata["group"] != group:
+            group = f.metadata["group"]
+            lines += ["", f"# ---- {GROUPS[group]}"]
+        for chunk in _wrap(f.metadata["help"], 98):
+            lines.append(f"# {chunk}")
+        dumped = yaml.safe_dump({name: getattr(cfg, name)}, default_flow_style=True, width=10_000).strip()
+        lines.append(dumped[1:-1] if dumped.startswith("{") else dumped)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width) or [""]
+
+
+def save_yaml(cfg: FinetuneConfig, path: str | os.PathLike, header: str = "") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(to_yaml(cfg, header), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _fmt_default(value: Any) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def build_parser(prog: str = "python -m finetune") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="QLoRA / LoRA fine-tuning on a curated messages dataset. Settings come from the defaults, "
+                    "then the YAML file given by --config, then --key value flags (--key_name and --key-name "
+                    "both work). Also: `python -m finetune merge RUN_DIR` writes a merged bf16 model.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+        epilog="Example:\n  python -m finetune --config finetune/recipes/tiny-cpu.yaml "
+               "--model .demo/tiny-llama --data data/demo/train.jsonl --output_dir runs/demo --max_steps 20",
+    )
+    parser.add_argument("--config", metavar="YAML", help="recipe file (finetune/recipes/*.yaml)")
+    groups = {g: parser.add_argument_group(title) for g, title in GROUPS.items()}
+    for name, f in FIELDS.items():
+        typ, optional = _base_type(name)
+        meta = f.metadata
+        help_text = meta["help"]
+        if meta.get("choices"):
+            help_text += f" One of: {', '.join(meta['choices'])}."
+        help_text += " (required)" if f.default == "" else f" (default: {_fmt_default(f.default)})"
+        kwargs: dict[str, Any] = dict(dest=name, default=argparse.SUPPRESS, help=help_text.replace("%", "%%"))
+        if typ is bool:
+            kwargs.update(nargs="?", const="true", metavar="BOOL")
+        else:
+            kwargs.update(metavar=typ.__name__.upper())
+        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        groups[meta["group"]].add_argument(*flags, **kwargs)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> FinetuneConfig:
+    """defaults < YAML (--config) < flags; every problem (unknown keys included) in one ValueError."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    issues: list[str] = []
+    skip_value = False
+    for tok in unknown:
+        if tok.startswith("-"):
+            issues.append(f"unknown option {tok.split('=')[0]!r}{closest(tok.split('=')[0])}")
+            skip_value = "=" not in tok
+        elif skip_value:  # the value of the unknown option before it
+            skip_value = False
+        else:
+            issues.append(f"unexpected argument {tok!r} (options take the form --key value)")
+    values = vars(args)
+    path = values.pop("config", None)
+    cfg = FinetuneConfig()
+    if path:
+        cfg = from_dict(load_yaml(path), where=str(path), base=cfg, issues=issues)
+    cfg = from_dict(values, where="command line", base=cfg, issues=issues)
+    issues += validate(cfg)
+    if issues:
+        raise ValueError("invalid config:\n  - " + "\n  - ".join(issues))
+    return cfg
+
+
+def load(path: str | os.PathLike, **overrides: Any) -> FinetuneConfig:
+    """A checked config from a YAML file plus keyword overrides (for programmatic use and tests)."""
+    issues: list[str] = []
+    cfg = from_dict(load_yaml(path), where=str(path), issues=issues)
+    cfg = from_dict(overrides, where="overrides", base=cfg, issues=issues)
+    issues += validate(cfg)
+    if issues:
+        raise ValueError("invalid config:\n  - " + "\n  - ".join(issues))
+    return cfg
