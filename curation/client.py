@@ -1,0 +1,95 @@
+"""Find and connect to the Argilla server: the local workspace one, or any standard deployment.
+
+Resolution, per value, first found wins:
+  1. explicit `api_url` / `api_key` arguments,
+  2. the environment: ARGILLA_API_URL / ARGILLA_API_KEY (a standard Argilla deployment: PostgreSQL,
+     Elasticsearch/OpenSearch, Redis — nothing else changes),
+  3. `<workspace>/credentials.json`, written by `python -m curation serve`
+     (workspace: the argument, else $CURATION_WORKSPACE, else ./workspace).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import httpx
+
+from curation.server.workspace import Workspace
+
+
+def workspace_credentials(workspace: str | Path | None = None) -> dict:
+    """{api_url, api_key, username, password} of the workspace's owner; FileNotFoundError naming the path if absent."""
+    creds = Workspace(workspace).read_credentials()
+    return {k: creds.get(k) for k in ("api_url", "api_key", "username", "password")}
+
+
+def resolve(workspace: str | Path | None = None, *, api_url: str | None = None, api_key: str | None = None) -> tuple[str, str, str]:
+    """(api_url, api_key, where they came from), without connecting."""
+    sources = []
+    url, key = api_url, api_key
+    if url or key:
+        sources.append("arguments")
+    if not url and os.environ.get("ARGILLA_API_URL"):
+        url = os.environ["ARGILLA_API_URL"]
+        sources.append("ARGILLA_API_URL")
+    if not key and os.environ.get("ARGILLA_API_KEY"):
+        key = os.environ["ARGILLA_API_KEY"]
+        sources.append("ARGILLA_API_KEY")
+    if not (url and key):
+        ws = Workspace(workspace)
+        try:
+            creds = workspace_credentials(ws.root)
+        except FileNotFoundError:
+            raise ConnectionError(
+                "No Argilla server configured: set ARGILLA_API_URL and ARGILLA_API_KEY for an existing Argilla, "
+                f"or start the local one with `python -m curation serve --workspace {ws.root}` "
+                f"(no {ws.credentials_path})."
+            ) from None
+        url, key = url or creds["api_url"], key or creds["api_key"]
+        sources.append(str(ws.credentials_path))
+    return url.rstrip("/"), key, ", ".join(sources)
+
+
+def connect(
+    workspace: str | Path | None = None,
+    *,
+    api_url: str | None = None,
+    api_key: str | None = None,
+    retries: int = 3,
+    timeout: int = 60,
+):
+    """An `argilla.Argilla` client, verified: ConnectionError if the server cannot be reached,
+    PermissionError if it rejects the API key; both name the URL."""
+    import argilla as rg
+    from argilla._exceptions import ArgillaCredentialsError
+
+    url, key, source = resolve(workspace, api_url=api_url, api_key=api_key)
+    last_error = None
+    for attempt in range(retries + 1):
+        try:
+            r = httpx.get(f"{url}/api/v1/version", timeout=10)
+            if r.status_code == 200 and "version" in r.json():
+                break
+            raise ConnectionError(
+                f"{url} answered HTTP {r.status_code} to /api/v1/version: it does not look like an Argilla server "
+                f"(URL from {source})."
+            )
+        except (httpx.HTTPError, json.JSONDecodeError, ValueError) as e:
+            last_error = e
+            if attempt < retries:
+                time.sleep(0.5 * 2**attempt)
+    else:
+        raise ConnectionError(
+            f"Argilla server at {url} is not reachable ({type(last_error).__name__}: {last_error}); URL from {source}. "
+            "Start the local one with `python -m curation serve`, or check ARGILLA_API_URL."
+        )
+    try:
+        return rg.Argilla(api_url=url, api_key=key, timeout=timeout, retries=retries)
+    except ArgillaCredentialsError:
+        raise PermissionError(
+            f"Argilla server at {url} rejected the API key (HTTP 401); key from {source}. "
+            "Check ARGILLA_API_KEY or the workspace's credentials.json."
+        ) from None

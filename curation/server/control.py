@@ -1,0 +1,170 @@
+"""Start, inspect and stop a workspace's server from another process (the CLI, tests, the demo)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from curation.server.children import _die_with_parent
+from curation.server.workspace import DEFAULT_ARGILLA_WORKSPACE, Workspace, WorkspaceBusyError, local_api_url
+
+
+def ping(api_url: str, timeout: float = 2.0) -> bool:
+    """True when an Argilla server answers at api_url."""
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/api/v1/version", timeout=timeout) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+@dataclass
+class ServerHandle:
+    """A running workspace server. `stop()` shuts it down (and its Redis and worker)."""
+
+    workspace: Path
+    api_url: str
+    api_key: str
+    pid: int
+    credentials: dict = field(repr=False, default_factory=dict)
+    first_start: bool = False
+    process: subprocess.Popen | None = field(repr=False, default=None)
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        stopped = stop_server(self.workspace, timeout=timeout)
+        if self.process is not None:
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return stopped
+
+    def client(self):
+        from curation.client import connect
+
+        return connect(api_url=self.api_url, api_key=self.api_key)
+
+
+def server_status(workspace: str | Path | None = None) -> dict:
+    """{running, healthy, pid, api_url, host, port, started_at, workspace} for a workspace."""
+    ws = Workspace(workspace)
+    state = ws.read_state() or {}
+    running = ws.is_locked()
+    status = {
+        "workspace": str(ws.root),
+        "running": running,
+        "healthy": False,
+        "pid": state.get("pid") if running else None,
+        "api_url": state.get("api_url") if running else None,
+        "host": state.get("host") if running else None,
+        "port": state.get("port") if running else None,
+        "started_at": state.get("started_at") if running else None,
+    }
+    if running and state.get("api_url"):
+        status["healthy"] = ping(state["api_url"])
+    return status
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def start_server(
+    workspace: str | Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 6900,
+    detach: bool = True,
+    timeout: float = 120.0,
+) -> ServerHandle:
+    """Start the workspace's server in a background process and wait until it answers.
+
+    detach=True: the server outlives this process (stop it with `handle.stop()` or `python -m curation stop`).
+    detach=False: the server is stopped when this process exits, even if it is killed.
+    Output goes to <workspace>/logs/server.log; credentials are made here (never printed to the log).
+    """
+    ws = Workspace(workspace).create()
+    if ws.is_locked():
+        state = ws.read_state() or {}
+        raise WorkspaceBusyError(
+            f"Workspace {ws.root} is already being served"
+            + (f" at {state['api_url']} (pid {state.get('pid')})" if state.get("api_url") else "")
+            + f"; stop it with `python -m curation stop --workspace {ws.root}`."
+        )
+    creds, created = ws.ensure_credentials(local_api_url(host, port))
+    ws.clear_state()
+    cmd = [sys.executable, "-m", "curation", "serve", "--workspace", str(ws.root), "--host", host, "--port", str(port)]
+    log = open(ws.log_path, "ab")
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=detach,
+            preexec_fn=None if detach else _die_with_parent,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    finally:
+        log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"The Argilla server for {ws.root} exited during start (code {proc.returncode}). "
+                f"Last lines of {ws.log_path}:\n{_tail(ws.log_path)}"
+            )
+        state = ws.read_state()
+        if state and state.get("pid") == proc.pid and ping(state["api_url"]):
+            return ServerHandle(
+                workspace=ws.root,
+                api_url=state["api_url"],
+                api_key=creds["api_key"],
+                pid=proc.pid,
+                credentials=ws.read_credentials(),
+                first_start=created,
+                process=proc,
+            )
+        time.sleep(0.1)
+    proc.terminate()
+    raise TimeoutError(f"The Argilla server for {ws.root} did not answer within {timeout:.0f} s; see {ws.log_path}")
+
+
+def stop_server(workspace: str | Path | None = None, timeout: float = 30.0) -> bool:
+    """Stop the workspace's server (SIGTERM, then SIGKILL after `timeout`). False if none was running."""
+    ws = Workspace(workspace)
+    state = ws.read_state() or {}
+    pid = state.get("pid")
+    if not ws.is_locked() or not pid:
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not ws.is_locked():
+            return True
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)  # its Redis and worker die with it (PDEATHSIG)
+    except ProcessLookupError:
+        pass
+    for _ in range(50):
+        if not ws.is_locked():
+            break
+        time.sleep(0.1)
+    return True
+
+
+__all__ = ["ServerHandle", "start_server", "server_status", "stop_server", "ping", "DEFAULT_ARGILLA_WORKSPACE"]
