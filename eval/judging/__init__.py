@@ -62,7 +62,9 @@ __all__ = [
     "judge_pairs",
     "list_judges",
     "load_judge",
+    "make_backend",
     "rate_many",
+    "resolve_backend_config",
 ]
 
 JUDGES_DIR = Path(__file__).resolve().parent.parent / "judges"
@@ -130,6 +132,10 @@ def _split_messages(template: str) -> list[dict]:
     return [{"role": role, "content": content.strip("\n")} for role, content in found]
 
 
+JUDGE_ALIASES = {"lima": "lima-three-way", "mtbench": "mtbench-pairwise", "mtbench-ref": "mtbench-reference"}
+"""Short names accepted wherever a judge name is."""
+
+
 def list_judges() -> list[str]:
     return sorted(p.name for p in JUDGES_DIR.iterdir() if (p / "config.yaml").is_file())
 
@@ -143,7 +149,7 @@ def load_judge(name_or_path: str | Path | JudgeConfig) -> JudgeConfig:
         return name_or_path
     path = Path(name_or_path)
     if not (path / "config.yaml").is_file():
-        path = JUDGES_DIR / str(name_or_path)
+        path = JUDGES_DIR / JUDGE_ALIASES.get(str(name_or_path), str(name_or_path))
     if not (path / "config.yaml").is_file():
         raise ValueError(f"no judge {name_or_path!r}: known judges are {', '.join(list_judges())} (or give a folder)")
     raw_text = (path / "config.yaml").read_text(encoding="utf-8")

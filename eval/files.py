@@ -1,0 +1,180 @@
+"""Reading and writing eval's files: prompts, generations, judgments (schemas in eval/README.md).
+
+- Prompt file (JSONL or JSON): ``{"id", "prompt" | "instruction" (+ "input"), "category", "reference"?}``;
+  AlpacaEval's evaluation set (``instruction``, ``dataset``) is read as is.
+- generations.jsonl: ``{"id", "prompt", "category", "output", "generator", "model", "adapter", "config"}``;
+  AlpacaEval's model outputs (``{"instruction", "output", "generator"}``) are read as generations too.
+- judgments.jsonl: one row per pair and judge (see ``eval/README.md``).
+
+Every problem names its place (``file:line``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+
+def prompt_id(text: str) -> str:
+    """A stable id for a prompt without one.
+
+    >>> prompt_id("What is 2+2?")
+    'p-52cb6b5e4a03'
+    """
+    return "p-" + hashlib.sha256(" ".join(text.split()).encode("utf-8")).hexdigest()[:12]
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """JSON objects from a JSONL file, or a JSON list (or an object with a list under data/examples/train)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if path.suffix == ".json" or stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            if path.suffix == ".json":
+                raise ValueError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+        else:
+            if isinstance(data, dict):
+                data = next((data[k] for k in ("data", "examples", "train", "prompts") if isinstance(data.get(k), list)), None)
+            if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+                raise ValueError(f"{path}: expected a list of objects")
+            return data
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{n}: invalid JSON: {err.msg}") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}:{n}: expected a JSON object")
+        rows.append(obj)
+    return rows
+
+
+@dataclass
+class Prompt:
+    id: str
+    prompt: str
+    category: str = "general"
+    reference: str | None = None
+
+
+def _prompt_text(row: dict) -> str | None:
+    if isinstance(row.get("prompt"), str):
+        return row["prompt"]
+    if isinstance(row.get("instruction"), str):
+        extra = row.get("input")
+        return row["instruction"] + (f"\n\n{extra}" if isinstance(extra, str) and extra.strip() else "")
+    msgs = row.get("messages")
+    if isinstance(msgs, list):
+        users = [m.get("content") for m in msgs if isinstance(m, dict) and m.get("role") == "user"]
+        if users and isinstance(users[0], str):
+            return users[0]
+    return None
+
+
+def load_prompts(path: str | Path, limit: int | None = None) -> list[Prompt]:
+    problems, out, seen = [], [], set()
+    for n, row in enumerate(read_records(path), 1):
+        text = _prompt_text(row)
+        if not text or not text.strip():
+            problems.append(f"{path} record {n}: no 'prompt', 'instruction' or user message")
+            continue
+        pid = str(row.get("id") or prompt_id(text))
+        if pid in seen:
+            problems.append(f"{path} record {n}: duplicate id {pid!r}")
+            continue
+        seen.add(pid)
+        category = row.get("category") or row.get("dataset") or "general"
+        out.append(Prompt(pid, text, str(category), row.get("reference")))
+    if problems:
+        raise ValueError(f"{len(problems)} problem(s) in the prompt file:\n  " + "\n  ".join(problems[:20]))
+    if not out:
+        raise ValueError(f"{path}: no prompts")
+    return out[:limit] if limit else out
+
+
+def load_generations(path: str | Path) -> list[dict]:
+    """Generation rows in our schema; AlpacaEval outputs (``instruction``/``output``/``generator``) are converted."""
+    rows, problems = [], []
+    for n, row in enumerate(read_records(path), 1):
+        text = _prompt_text(row)
+        if text is None or not isinstance(row.get("output"), str):
+            problems.append(f"{path} record {n}: needs a prompt ('prompt' or 'instruction') and an 'output'")
+            continue
+        rows.append({
+            "id": str(row.get("id") or prompt_id(text)),
+            "prompt": text,
+            "category": str(row.get("category") or row.get("dataset") or "general"),
+            "output": row["output"],
+            "generator": str(row.get("generator") or Path(path).stem),
+            "model": row.get("model"),
+            "adapter": row.get("adapter"),
+            "config": row.get("config") or {},
+            **({"reference": row["reference"]} if row.get("reference") else {}),
+        })
+    if problems:
+        raise ValueError(f"{len(problems)} problem(s) in {path}:\n  " + "\n  ".join(problems[:20]))
+    return rows
+
+
+@dataclass
+class Joined:
+    pairs: list[tuple[dict, dict]] = field(default_factory=list)
+    only_a: list[str] = field(default_factory=list)
+    only_b: list[str] = field(default_factory=list)
+
+
+def join_generations(a_rows: list[dict], b_rows: list[dict]) -> Joined:
+    """Pair rows by id, then (for files from elsewhere, e.g. AlpacaEval) by the prompt text."""
+    by_id = {r["id"]: r for r in b_rows}
+    by_text = {" ".join(r["prompt"].split()): r for r in b_rows}
+    out, used = Joined(), set()
+    for a in a_rows:
+        b = by_id.get(a["id"]) or by_text.get(" ".join(a["prompt"].split()))
+        if b is None or id(b) in used:
+            out.only_a.append(a["id"])
+            continue
+        used.add(id(b))
+        out.pairs.append((a, b))
+    out.only_b = [b["id"] for b in b_rows if id(b) not in used]
+    return out
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
+    """Write atomically (a temporary file renamed over the target)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
