@@ -153,11 +153,14 @@ def _coerce(name: str, value: Any, issues: list[str], where: str) -> Any:
         return FIELDS[name].default
     if optional and isinstance(value, str) and value.strip().lower() in ("null", "none", "~"):
         return None
-    if isinstance(value, str) and typ is not str:
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError:
+    if isinstance(value, str) and typ in (int, float):
+        try:  # YAML reads 1e-4 (no dot) as a string
+            value = int(value) if typ is int else float(value)
+        except ValueError:
             pass
+    elif isinstance(value, str) and typ is bool:
+        value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(
+            value.strip().lower(), value)
         if value is None and optional:
             return None
     ok = (

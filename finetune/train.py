@@ -45,21 +45,24 @@ def run(cfg: FinetuneConfig) -> Path:
 
     check_inputs(cfg)
     run_dir, resume_from = prepare_output_dir(cfg)
-    save_yaml(cfg, run_dir / "config.yaml", header=config_header(cfg))
+    if _is_main():
+        save_yaml(cfg, run_dir / "config.yaml", header=config_header(cfg))
     started = _now()
 
     tokenizer, eot = load_tokenizer(cfg)
     train_rows, dev_rows, stats = load_data(cfg, tokenizer, eot)
-    write_json(run_dir / "data_stats.json", stats)
+    if _is_main():
+        write_json(run_dir / "data_stats.json", stats)
 
     dtype = resolve_dtype(cfg.compute_dtype)
     torch.manual_seed(cfg.seed)
     model = load_model(cfg, dtype)
     trainer = make_trainer(cfg, model, tokenizer, train_rows, dev_rows, run_dir, dtype)
     guard = NonFiniteLossGuard(trainer)
-    append_jsonl(run_dir / "metrics.jsonl", {"step": trainer.state.global_step, "event": "data",
-                                             **{f"{k}/{s}": v for k, st in stats.items() for s, v in st.items()
-                                                if s != "dropped_ids"}})
+    if _is_main():
+        append_jsonl(run_dir / "metrics.jsonl", {"step": _step_of(resume_from) if resume_from else 0, "event": "data",
+                                                 **{f"{k}/{s}": v for k, st in stats.items() for s, v in st.items()
+                                                    if s != "dropped_ids"}})
 
     log.info("training %s on %s → %s%s", cfg.model, cfg.data, run_dir,
              f" (resuming from {resume_from.name})" if resume_from else "")
@@ -114,6 +117,11 @@ def check_inputs(cfg: FinetuneConfig) -> None:
         raise ValueError("cannot start:\n  - " + "\n  - ".join(issues))
 
 
+def _is_main() -> bool:
+    """Rank 0 (or a single process): the one that writes the run folder."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1
 
@@ -121,7 +129,7 @@ def _looks_like_path(name: str) -> bool:
 def prepare_output_dir(cfg: FinetuneConfig) -> tuple[Path, Path | None]:
     """Create (or clear, or reuse) the run folder; return it and the checkpoint to resume from."""
     run_dir = Path(cfg.output_dir)
-    if cfg.overwrite and run_dir.exists():
+    if cfg.overwrite and run_dir.exists() and _is_main():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     resume_from = latest_checkpoint(run_dir / CHECKPOINTS) if cfg.resume else None
@@ -131,8 +139,8 @@ def prepare_output_dir(cfg: FinetuneConfig) -> tuple[Path, Path | None]:
             _warn_config_changes(old, cfg)
         if resume_from is None:
             log.warning("--resume: no complete checkpoint in %s, starting from step 0", run_dir / CHECKPOINTS)
-        step = _step_of(resume_from) if resume_from else 0
-        _truncate_metrics(run_dir / "metrics.jsonl", step)
+        if _is_main():
+            _truncate_metrics(run_dir / "metrics.jsonl", _step_of(resume_from) if resume_from else 0)
     return run_dir, resume_from
 
 
@@ -410,7 +418,11 @@ class NonFiniteLossGuard:
 def save_run(cfg, trainer, tokenizer, eot, run_dir: Path, stats: dict, dtype, started: str) -> None:
     from transformers import GenerationConfig
 
+    if getattr(trainer, "is_fsdp_enabled", False):  # gather the sharded adapter into one file
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(run_dir))  # adapter_model.safetensors + adapter_config.json (+ tokenizer)
+    if not trainer.is_world_process_zero():
+        return
     tokenizer.save_pretrained(str(run_dir))  # with the exact chat template used in training
     eos_ids = [tokenizer.convert_tokens_to_ids(eot)]
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:

@@ -1,0 +1,173 @@
+"""finetune's data path: labels on assistant tokens only, EOT learned, pre-flight check, packing, bad data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from finetune import data as D
+
+CONV = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "hello there"},
+    {"role": "assistant", "content": "General Kenobi!\n  You are a bold one."},
+    {"role": "user", "content": "Again?"},
+    {"role": "assistant", "content": "Yes. Twice."},
+]
+
+
+@pytest.fixture()
+def tok(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def _labelled(row):
+    return [i for i, lab in zip(row["input_ids"], row["labels"]) if lab != D.IGNORE]
+
+
+def test_labels_match_the_templates_assistant_mask_token_by_token(tok):
+    eot = D.setup_template(tok, None, None)
+    assert eot == "<|im_end|>"
+    row = D.tokenize(tok, CONV, eot)
+    # independent oracle: the template's {% generation %} markers, through transformers
+    ref = tok.apply_chat_template(CONV, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    assert row["input_ids"] == list(ref["input_ids"])
+    mask = list(ref["assistant_masks"])
+    assert sum(mask) > 0
+    for j, (tid, lab, m) in enumerate(zip(row["input_ids"], row["labels"], mask)):
+        assert (lab != D.IGNORE) == bool(m), f"token {j} {tok.decode([tid])!r}: label {lab}, assistant mask {m}"
+        assert lab in (D.IGNORE, tid)
+    # what is trained is exactly the two answers, each with its end-of-turn token
+    assert tok.decode(_labelled(row)) == "General Kenobi!\n  You are a bold one.<|im_end|>Yes. Twice.<|im_end|>"
+    assert D.check_prompt_prefix(tok, CONV, row) is None
+
+
+def test_end_of_turn_is_labelled_when_pad_equals_eos(tok):
+    tok.pad_token = tok.eos_token
+    assert tok.pad_token_id == tok.eos_token_id
+    eot = D.setup_template(tok, None, None)
+    eot_id = tok.convert_tokens_to_ids(eot)
+    rows, _ = D.build_rows(tok, [{"id": "a", "messages": CONV}, {"id": "b", "messages": CONV[1:3]}], eot, 512,
+                           "truncate")
+    for row in rows:
+        assert row["labels"][-2] == eot_id  # <|im_end|> then "\n"
+    padded = D.PaddedCollator(tok.pad_token_id)(rows)
+    short = padded["attention_mask"][1].sum().item()
+    assert short < padded["input_ids"].shape[1]  # the second row really is padded ...
+    assert (padded["input_ids"][1, short:] == eot_id).all()  # ... with the EOS id
+    assert (padded["labels"][1, short:] == D.IGNORE).all()  # padding is not trained
+    assert (padded["labels"] == eot_id).sum().item() == 3  # every end of turn is (2 + 1 answers)
+    free = D.PaddingFreeCollator()(rows)
+    assert (free["labels"] == eot_id).sum().item() == 3
+    assert "attention_mask" not in free and free["input_ids"].shape[0] == 1
+
+
+def test_default_template_for_a_base_model_adds_no_tokens(tok):
+    tok.chat_template = None
+    n = len(tok)
+    eot = D.setup_template(tok, None, None)
+    assert tok.chat_template == D.DEFAULT_CHAT_TEMPLATE and eot == tok.eos_token and len(tok) == n
+    row = D.tokenize(tok, CONV, eot)
+    assert D.check_prompt_prefix(tok, CONV, row) is None
+    assert tok.decode(_labelled(row)) == f"General Kenobi!\n  You are a bold one.{eot}Yes. Twice.{eot}"
+    text = tok.decode(row["input_ids"])
+    assert "### User:\nhello there" in text and "### Assistant:\n" in text
+
+
+def test_template_from_a_file_and_named_eot(tok, tmp_path):
+    path = tmp_path / "t.jinja"
+    path.write_text(D.DEFAULT_CHAT_TEMPLATE)
+    assert D.setup_template(tok, str(path), "<|endoftext|>") == "<|endoftext|>"
+    with pytest.raises(ValueError, match="does not end assistant turn"):
+        D.tokenize(tok, CONV, "<|endoftext|>")  # that template ends answers with EOS, not <|endoftext|>
+    with pytest.raises(ValueError, match="not one token"):
+        D.setup_template(tok, str(path), "<nope>")
+
+
+def test_preflight_rejects_a_prompt_that_is_not_a_token_prefix(tok):
+    # the generation prompt ends in a space that BPE merges with the answer's first word in training
+    tok.chat_template = D.DEFAULT_CHAT_TEMPLATE.replace("'### Assistant:\n'", "'### Assistant: '")
+    eot = D.setup_template(tok, None, None)
+    exs = [{"id": "bad", "messages": [{"role": "user", "content": "where?"},
+                                      {"role": "assistant", "content": "there it is"}]}]  # " there" is one token
+    with pytest.raises(ValueError) as err:
+        D.build_rows(tok, exs, eot, 512, "truncate")
+    assert "pre-flight check failed for 1 of 1" in str(err.value)
+    assert "record bad: the inference prompt is not a token prefix" in str(err.value)
+
+
+def test_overlong_examples_are_truncated_or_dropped_and_counted(tok):
+    eot = D.setup_template(tok, None, None)
+    long_answer = " ".join(["word"] * 200)
+    exs = [{"id": "short", "messages": CONV[1:3]},
+           {"id": "long", "messages": [CONV[1], {"role": "assistant", "content": long_answer}]},
+           {"id": "longprompt", "messages": [{"role": "user", "content": long_answer}, CONV[2]]}]
+    rows, stats = D.build_rows(tok, exs, eot, 64, "truncate")
+    assert (stats.kept, stats.truncated, stats.dropped_overlong) == (2, 1, 1)  # no answer left in 'longprompt'
+    assert stats.dropped_ids == ["longprompt"]
+    assert max(len(r["input_ids"]) for r in rows) == 64
+    rows, stats = D.build_rows(tok, exs, eot, 64, "drop")
+    assert (stats.kept, stats.truncated, stats.dropped_overlong) == (1, 0, 2)
+    assert "1 truncated, 1 dropped" in D.describe(D.build_rows(tok, exs, eot, 64, "truncate")[1], "train", 64)
+
+
+def test_packing_fills_bins_and_restarts_positions(tok):
+    eot = D.setup_template(tok, None, None)
+    exs = [{"id": f"e{i}", "messages": [{"role": "user", "content": "q " * (i + 1)},
+                                        {"role": "assistant", "content": "a " * (3 * i + 1)}]} for i in range(12)]
+    rows, _ = D.build_rows(tok, exs, eot, 128, "truncate")
+    bins = D.pack(rows, 128)
+    assert len(bins) < len(rows)
+    assert all(len(b["input_ids"]) <= 128 for b in bins)
+    assert sorted(x for b in bins for x in b["id"].split(",")) == sorted(r["id"] for r in rows)
+    assert sum(len(b["input_ids"]) for b in bins) == sum(len(r["input_ids"]) for r in rows)
+    batch = D.PaddingFreeCollator()(bins[:2])
+    pos = batch["position_ids"][0].tolist()
+    starts = [i for i, p in enumerate(pos) if p == 0]
+    assert len(starts) == len(bins[0]["lengths"]) + len(bins[1]["lengths"])
+    assert all(batch["labels"][0, s] == D.IGNORE for s in starts)  # never predict across examples
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_examples_do_not_attend_to_each_other(tiny_model_dir, tok, attn):
+    """The logits of each example in a padding-free batch equal its logits alone (model as finetune loads it)."""
+    from finetune.config import FinetuneConfig
+    from finetune.train import load_base
+
+    eot = D.setup_template(tok, None, None)
+    exs = [{"id": str(i), "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+           for i, (q, a) in enumerate([("one", "first answer"), ("two two", "second"), ("three", "third one here")])]
+    rows, _ = D.build_rows(tok, exs, eot, 128, "truncate")
+    cfg = FinetuneConfig(model=str(tiny_model_dir), data="x", quantization="none", attn_implementation=attn)
+    model = load_base(cfg, torch.float32).train()  # train mode: the case where a cache would be made
+    batch = D.PaddingFreeCollator()(rows)
+    with torch.no_grad():
+        packed = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
+        start = 0
+        for row in rows:
+            alone = model(input_ids=torch.tensor([row["input_ids"]])).logits[0]
+            n = len(row["input_ids"])
+            torch.testing.assert_close(packed[start:start + n], alone, atol=1e-5, rtol=1e-4)
+            start += n
+
+
+def test_bad_records_name_the_record_and_line(tmp_path, tiny_model_dir, capsys):
+    from finetune.__main__ import main
+
+    good = {"id": "ok1", "messages": CONV[1:3], "source": "s", "meta": {}}
+    cases = {
+        "no assistant answer": {"id": "rec-noasst", "messages": [{"role": "user", "content": "hi"}]},
+        "empty assistant answer": {"id": "rec-empty", "messages": [{"role": "user", "content": "hi"},
+                                                                   {"role": "assistant", "content": "  "}]},
+    }
+    for problem, bad in cases.items():
+        path = tmp_path / f"{bad['id']}.jsonl"
+        path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+        rc = main(["--model", str(tiny_model_dir), "--data", str(path), "--output_dir", str(tmp_path / bad["id"])])
+        err = capsys.readouterr().err
+        assert rc == 2
+        assert f"{path}:2 record {bad['id']}: {problem}" in err, err
