@@ -248,23 +248,57 @@ def _prompt_response_mapping(mapping: Mapping[str, str] | None) -> dict:
     return m
 
 
+_REQUIRED = {"messages": ("messages",), "sharegpt": ("conversations",), "lima": ("conversations",),
+             "alpaca": ("instruction", "output")}
+
+
+def _with_system(turns: list, system: Any, where: dict) -> list:
+    """Put a record-level system prompt (a ``system`` field) before the turns."""
+    if system is None or system == "":
+        return turns
+    if not isinstance(system, str):
+        raise DataError(f"system field is {type(system).__name__}, expected text", **where)
+    first = turns[0] if turns and isinstance(turns[0], Mapping) else {}
+    if str(first.get("role", "")).strip().lower() == "system":
+        raise DataError("both a system field and a system turn: give the system prompt once", **where)
+    return [{"role": "system", "content": system}, *turns]
+
+
 def record_to_messages(record: Mapping, fmt: str, mapping: Mapping[str, str] | None, where: dict) -> list[dict]:
-    """Turn one raw record of format ``fmt`` into a list of turns (not yet normalized)."""
+    """Turn one raw record of format ``fmt`` into a list of turns (not yet normalized).
+
+    A ``system`` field (for prompt/response: the mapped system field) becomes the first turn in every format.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    m = _prompt_response_mapping(mapping)
+    response_key = m["response"]
+    if response_key not in record and mapping is None and "completion" in record:
+        response_key = "completion"
+    missing = [key for key in _REQUIRED.get(fmt, (m["prompt"], response_key)) if key not in record]
+    if missing:
+        keys = ", ".join(sorted(map(str, record))) or "none"
+        raise DataError(f"{fmt} record without field {missing[0]!r} (fields: {keys})", **where)
     if fmt == "messages":
-        return record["messages"]
+        turns = record["messages"]
+        if isinstance(turns, list):
+            turns = _with_system(turns, record.get("system"), where)
+        return turns
     if fmt == "sharegpt":
+        if not isinstance(record["conversations"], list):
+            raise DataError("conversations is not a list", **where)
         turns = []
         for i, t in enumerate(record["conversations"]):
             if not isinstance(t, Mapping) or "value" not in t:
                 raise DataError(f"conversations[{i}] is not a {{from, value}} object", **where)
             turns.append({"role": t.get("from", t.get("role")), "content": t["value"]})
-        if "system" in record and record["system"]:
-            turns.insert(0, {"role": "system", "content": record["system"]})
-        return turns
+        return _with_system(turns, record.get("system"), where)
     if fmt == "lima":
+        if not isinstance(record["conversations"], list):
+            raise DataError("conversations is not a list", **where)
         turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": t}
                  for i, t in enumerate(record["conversations"])]
-        return turns
+        return _with_system(turns, record.get("system"), where)
     if fmt == "alpaca":
         instruction = record.get("instruction") or ""
         extra = record.get("input") or ""
@@ -272,24 +306,15 @@ def record_to_messages(record: Mapping, fmt: str, mapping: Mapping[str, str] | N
             raise DataError("alpaca instruction/input must be text", **where)
         prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
         turns = [{"role": "user", "content": prompt}, {"role": "assistant", "content": record.get("output")}]
-        if record.get("system"):
-            turns.insert(0, {"role": "system", "content": record["system"]})
-        return turns
+        return _with_system(turns, record.get("system"), where)
     if fmt == "prompt_response":
-        m = _prompt_response_mapping(mapping)
-        response_key = m["response"]
-        if response_key not in record and mapping is None and "completion" in record:
-            response_key = "completion"
         turns = [{"role": "user", "content": record.get(m["prompt"])},
                  {"role": "assistant", "content": record.get(response_key)}]
-        system = record.get(m["system"])
-        if system:
-            turns.insert(0, {"role": "system", "content": system})
+        turns = _with_system(turns, record.get(m["system"]), where)
         for t in turns:
             if t["content"] is not None and not isinstance(t["content"], str):
                 raise DataError(f"{t['role']} field is {type(t['content']).__name__}, expected text", **where)
         return turns
-    raise ValueError(f"unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
 
 
 _RESERVED = {"id", "messages", "conversations", "instruction", "input", "output", "source", "meta", "system",
@@ -315,15 +340,30 @@ def record_to_example(record: Any, *, fmt: str = "auto", mapping: Mapping[str, s
     elif fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: expected auto or one of {', '.join(FORMATS)}")
     turns = record_to_messages(record, fmt, mapping, where)
-    meta = dict(record.get("meta") or {}) if isinstance(record.get("meta"), Mapping) else {}
+    meta = _meta_of(record.get("meta"), where)
     used = set(_RESERVED)
     if mapping:
         used |= set(mapping.values())
     for key, value in record.items():
-        if key not in used and key not in meta and _jsonable_scalar(value):
+        # columnar containers (Parquet, CSV, datasets) give every row every column: a null is an absent field
+        if key not in used and key not in meta and value is not None and _jsonable_scalar(value):
             meta[key] = value
     source = record.get("source") if isinstance(record.get("source"), str) and record.get("source") else default_source
     return make_example(turns, source, meta, where)
+
+
+def _meta_of(meta: Any, where: dict) -> dict:
+    """A record's ``meta`` as a dict: an object, a JSON object in a string (Parquet, CSV), or absent."""
+    if meta is None or meta == "":
+        return {}
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta)
+        except json.JSONDecodeError as err:
+            raise DataError(f"meta is text but not a JSON object ({err.msg})", **where) from None
+    if not isinstance(meta, Mapping):
+        raise DataError(f"meta is {type(meta).__name__}, expected an object", **where)
+    return dict(meta)
 
 
 def _jsonable_scalar(value: Any) -> bool:
@@ -338,7 +378,7 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[dict, Any]]:
         for lineno, raw in enumerate(fh, start=1):
             where = {"path": path, "line": lineno}
             try:
-                text = raw.decode("utf-8")
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # tolerate a byte-order mark
             except UnicodeDecodeError as err:
                 yield where, DataError(f"bytes that are not UTF-8 at byte {err.start} of the line "
                                        f"({raw[max(0, err.start - 8):err.start + 8]!r})", **where), raw
@@ -346,7 +386,7 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[dict, Any]]:
             if not text.strip():
                 continue
             try:
-                yield where, json.loads(text), None
+                yield where, json.loads(text.rstrip("\r\n")), None  # so that colno counts within this line
             except json.JSONDecodeError as err:
                 yield where, DataError(f"malformed JSON at column {err.colno}: {err.msg}", **where), text
 
@@ -383,20 +423,33 @@ def _iter_json(path: Path) -> Iterator[tuple[dict, Any, Any]]:
 def _iter_csv(path: Path) -> Iterator[tuple[dict, Any, Any]]:
     text = _read_text(path)
     reader = csv.DictReader(io.StringIO(text))
-    for row in reader:
-        # line_num is the line where the row ends; header is line 1
-        rec = {k: v for k, v in row.items() if k is not None}
+    try:
+        reader.fieldnames  # reads the header, so line_num below counts from it
+    except csv.Error as err:
+        raise DataError(f"not readable as CSV: {err}", path=path, line=1) from None
+    while True:
+        line = reader.line_num + 1  # where the next row starts (a quoted field may span several lines)
+        where = {"path": path, "line": line}
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise DataError(f"not readable as CSV: {err}", **where) from None
+        if None in row:  # more fields than the header names
+            yield where, DataError(f"row has {len(reader.fieldnames) + len(row[None])} fields, the header "
+                                   f"names {len(reader.fieldnames)}", **where), row
+            continue
+        rec = dict(row)
         for key in ("messages", "conversations", "meta"):
             if isinstance(rec.get(key), str) and rec[key].strip().startswith(("[", "{")):
                 try:
                     rec[key] = json.loads(rec[key])
                 except json.JSONDecodeError as err:
-                    yield ({"path": path, "line": reader.line_num},
-                           DataError(f"column {key!r} holds malformed JSON: {err.msg}", path=path,
-                                     line=reader.line_num), row)
+                    yield where, DataError(f"column {key!r} holds malformed JSON: {err.msg}", **where), row
                     break
         else:
-            yield {"path": path, "line": reader.line_num}, rec, None
+            yield where, rec, None
 
 
 def _iter_dataset(ds, label: str) -> Iterator[tuple[dict, Any, Any]]:
@@ -444,7 +497,7 @@ def container_kind(source: str | os.PathLike) -> str:
             return FILE_SUFFIXES[suffix]
         raise DataError(f"unknown file type {suffix or '(no suffix)'!r}: expected "
                         f"{', '.join(sorted(FILE_SUFFIXES))}, a save_to_disk folder or a Hub id", path=path)
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", s):
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", s) and path.suffix.lower() not in FILE_SUFFIXES:
         return "hub"
     raise DataError("no such file or folder", path=path)
 
