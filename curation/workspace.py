@@ -1,0 +1,190 @@
+"""The workspace folder: paths, atomic writes, step reports and the lock.
+
+Layout (see curation/README.md)::
+
+    <workspace>/
+      config.yaml               resolved config of the latest step
+      .pipeline.lock            held while a pipeline step runs
+      candidates.parquet        ingest: one row per candidate
+      rejects.jsonl             ingest: records that could not be read, with file:line and reason
+      signals.parquet           score: one row per candidate, same order as candidates.parquet
+      embeddings.npy            score: float32 (n, d), L2-normalized, rows aligned with signals.parquet
+      prompt_embeddings.npy     score: prompt-only embeddings (when decontaminating against eval prompts)
+      cache/embeddings/…        score: embedding chunks by model and text kind, so an interrupted run resumes
+      cache/judge/…             score: the judge's cache (eval/judging.py)
+      shortlist.jsonl           push: the shortlisted candidate ids with their AI suggestions
+      decisions.parquet         pull: one decision per shortlisted record (human or AI)
+      disputed.jsonl            pull: records the curators disagree on
+      selection/<strategy>.jsonl  select: the chosen examples with meta.why
+      <step>.json               each step's report: its fingerprint, counts and summary
+
+A step writes its outputs to temporary files renamed into place, then its
+report; a report whose fingerprint matches the step's inputs means the step
+is up to date and is skipped (``--force`` re-runs it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+
+class WorkspaceLocked(RuntimeError):
+    pass
+
+
+class Workspace:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    # paths
+    @property
+    def candidates(self) -> Path:
+        return self.root / "candidates.parquet"
+
+    @property
+    def rejects(self) -> Path:
+        return self.root / "rejects.jsonl"
+
+    @property
+    def signals(self) -> Path:
+        return self.root / "signals.parquet"
+
+    @property
+    def embeddings(self) -> Path:
+        return self.root / "embeddings.npy"
+
+    @property
+    def prompt_embeddings(self) -> Path:
+        return self.root / "prompt_embeddings.npy"
+
+    @property
+    def shortlist(self) -> Path:
+        return self.root / "shortlist.jsonl"
+
+    @property
+    def decisions(self) -> Path:
+        return self.root / "decisions.parquet"
+
+    @property
+    def disputed(self) -> Path:
+        return self.root / "disputed.jsonl"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    def selection(self, strategy: str) -> Path:
+        return self.root / "selection" / f"{strategy}.jsonl"
+
+    def report_path(self, step: str) -> Path:
+        return self.root / f"{step}.json"
+
+    # reports
+    def read_report(self, step: str) -> dict | None:
+        path = self.report_path(step)
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            return None
+
+    def write_report(self, step: str, report: dict) -> None:
+        write_json(self.report_path(step), report)
+
+    def up_to_date(self, step: str, fp: str, outputs: list[Path]) -> dict | None:
+        """The step's report when it was made from the same inputs and its outputs still exist."""
+        report = self.read_report(step)
+        if report and report.get("fingerprint") == fp and all(p.exists() for p in outputs):
+            return report
+        return None
+
+    def require(self, path: Path, step: str) -> Path:
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: run `python -m curation {step} --workspace {self.root}` first")
+        return path
+
+    @contextlib.contextmanager
+    def lock(self, command: str) -> Iterator[None]:
+        """Hold ``<workspace>/.lock`` for the duration of a step (one step at a time per workspace)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".pipeline.lock"
+        fh = open(path, "a+", encoding="utf-8")
+        try:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise WorkspaceLocked(f"workspace {self.root} is busy: {holder}; wait for it to finish") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} running `{command}` since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            fh.flush()
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fh.seek(0)
+                fh.truncate()
+            fh.close()  # closing releases the flock
+
+
+# ---------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_parquet(path: str | os.PathLike, table) -> None:
+    import pyarrow.parquet as pq
+
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def save_npy(path: str | os.PathLike, array) -> None:
+    import numpy as np
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+
+
+def fingerprint(*parts: Any) -> str:
+    """sha256 of a JSON rendering of ``parts`` (dicts with sorted keys)."""
+    buf = io.StringIO()
+    json.dump(parts, buf, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(buf.getvalue().encode("utf-8")).hexdigest()
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
