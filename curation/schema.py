@@ -279,14 +279,14 @@ def record_to_messages(record: Mapping, fmt: str, mapping: Mapping[str, str] | N
     if missing:
         keys = ", ".join(sorted(map(str, record))) or "none"
         raise DataError(f"{fmt} record without field {missing[0]!r} (fields: {keys})", **where)
+    if fmt in ("sharegpt", "lima") and not isinstance(record["conversations"], list):
+        raise DataError(f"conversations is {type(record['conversations']).__name__}, expected a list", **where)
     if fmt == "messages":
         turns = record["messages"]
         if isinstance(turns, list):
             turns = _with_system(turns, record.get("system"), where)
         return turns
     if fmt == "sharegpt":
-        if not isinstance(record["conversations"], list):
-            raise DataError("conversations is not a list", **where)
         turns = []
         for i, t in enumerate(record["conversations"]):
             if not isinstance(t, Mapping) or "value" not in t:
@@ -294,8 +294,6 @@ def record_to_messages(record: Mapping, fmt: str, mapping: Mapping[str, str] | N
             turns.append({"role": t.get("from", t.get("role")), "content": t["value"]})
         return _with_system(turns, record.get("system"), where)
     if fmt == "lima":
-        if not isinstance(record["conversations"], list):
-            raise DataError("conversations is not a list", **where)
         turns = [{"role": "user" if i % 2 == 0 else "assistant", "content": t}
                  for i, t in enumerate(record["conversations"])]
         return _with_system(turns, record.get("system"), where)
@@ -346,7 +344,7 @@ def record_to_example(record: Any, *, fmt: str = "auto", mapping: Mapping[str, s
         used |= set(mapping.values())
     for key, value in record.items():
         # columnar containers (Parquet, CSV, datasets) give every row every column: a null is an absent field
-        if key not in used and key not in meta and value is not None and _jsonable_scalar(value):
+        if key not in used and key not in meta and isinstance(value, (str, int, float, bool)):
             meta[key] = value
     source = record.get("source") if isinstance(record.get("source"), str) and record.get("source") else default_source
     return make_example(turns, source, meta, where)
@@ -364,10 +362,6 @@ def _meta_of(meta: Any, where: dict) -> dict:
     if not isinstance(meta, Mapping):
         raise DataError(f"meta is {type(meta).__name__}, expected an object", **where)
     return dict(meta)
-
-
-def _jsonable_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, int, float, bool))
 
 
 # --------------------------------------------------------------------------- containers

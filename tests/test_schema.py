@@ -110,6 +110,9 @@ def test_forced_format_without_its_field_is_a_data_error_naming_the_field(tmp_pa
     assert [r.error for r in skipped.rejects] == ["messages record without field 'messages' (fields: prompt, response)"]
     err = error_of(path, mapping={"prompt": "prompt", "response": "answer"}, fmt="prompt_response")
     assert "prompt_response record without field 'answer'" in str(err)
+    path = jsonl(tmp_path / "c.jsonl", [{"conversations": "q then a"}])
+    assert str(error_of(path, fmt="lima")) == f"{path}:1: conversations is str, expected a list"
+    assert str(error_of(path, fmt="sharegpt")) == f"{path}:1: conversations is str, expected a list"
 
 
 # --------------------------------------------------------------------------- containers
