@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import curation.schema as schema
-from curation.schema import (DataError, ReadResult, container_kind, example_id, normalize_text, read_examples,
+from curation.schema import (DataError, container_kind, example_id, normalize_text, read_examples,
                              read_pools, write_jsonl, write_rejects)
 
 REPO = Path(__file__).resolve().parent.parent
