@@ -214,9 +214,7 @@ async def _serve(ws, sock, host, port, api_url, creds, created, show_credentials
     from argilla_server.database import async_engine
 
     await async_engine.dispose()
-    log = open(ws.log_path.parent / "worker.log", "ab")
-    worker = start_worker(dict(os.environ), log)
-    log.close()
+    worker = None
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -224,6 +222,9 @@ async def _serve(ws, sock, host, port, api_url, creds, created, show_credentials
         while not server.started and not task.done():
             await asyncio.sleep(0.05)
         if server.started:
+            # the worker imports argilla_server too: start it once the app answers, not alongside
+            with open(ws.log_path.parent / "worker.log", "ab") as log:
+                worker = start_worker(dict(os.environ), log)
             ws.write_state(
                 {
                     "pid": os.getpid(),
