@@ -192,16 +192,17 @@ def generate(cfg: GenerateConfig, prompts, out: Path) -> Path:
     if out.is_file():
         for row in read_records(out):
             done[row["id"]] = row
+    adapter = resolve_adapter(cfg.adapter)
+    clash = [r["id"] for r in done.values() if (r.get("model"), r.get("adapter") or "") != (cfg.model, adapter)]
+    if clash:
+        raise ValueError(f"{out} already holds answers from another model/adapter (e.g. {clash[0]}); "
+                         "use another --out, or delete it to start over")
     model, tokenizer, adapter, tok_src, device = _load(cfg)
     gen_cfg = {k: v for k, v in dataclasses.asdict(cfg).items()
                if k in ("batch_size", "max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed", "system_prompt")}
     template_sha = hashlib.sha256((tokenizer.chat_template or "").encode()).hexdigest()[:16]
     gen_cfg.update(tokenizer=tok_src, chat_template_sha256=template_sha, device=device)
     generator = generator_name(cfg)
-    clash = [r["id"] for r in done.values() if (r.get("model"), r.get("adapter") or "") != (cfg.model, adapter)]
-    if clash:
-        raise ValueError(f"{out} already holds answers from another model/adapter (e.g. {clash[0]}); "
-                         "use another --out, or delete it to start over")
     pending = [p for p in prompts if p.id not in done]
     if done:
         print(f"resuming: {len(done)} answers already in {out}, {len(pending)} to go", file=sys.stderr)

@@ -1,0 +1,100 @@
+"""Generation on the tiny random Llama: batching with left padding, end of turn, resume, outputs files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eval.config import GenerateConfig
+from eval.files import load_prompts, read_records, write_jsonl
+from eval.generate import _load, end_of_turn_ids, generate_batch, main
+
+
+@pytest.fixture
+def prompts_file(tmp_path):
+    rows = [{"id": f"p{i}", "prompt": "Explain " + " ".join(["topic"] * (i + 1)) + f" number {i}.",
+             "category": "c" + str(i % 2)} for i in range(7)]
+    write_jsonl(tmp_path / "prompts.jsonl", rows)
+    return tmp_path / "prompts.jsonl"
+
+
+def test_batched_equals_one_at_a_time(tiny_model_dir, prompts_file):
+    cfg = GenerateConfig(prompts=str(prompts_file), out="-", model=str(tiny_model_dir), max_new_tokens=12)
+    model, tokenizer, _, _, _ = _load(cfg)
+    assert tokenizer.padding_side == "left"
+    eos = end_of_turn_ids(tokenizer, model)
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in eos
+    texts = [p.prompt for p in load_prompts(prompts_file)]
+    batched, _ = generate_batch(model, tokenizer, texts, cfg, eos)
+    single = [generate_batch(model, tokenizer, [t], cfg, eos)[0][0] for t in texts]
+    assert batched == single  # left padding + attention mask: padding changes nothing
+    assert len(set(batched)) > 1
+
+
+def test_stops_at_end_of_turn(tiny_model_dir, prompts_file):
+    cfg = GenerateConfig(prompts=str(prompts_file), out="-", model=str(tiny_model_dir), max_new_tokens=10)
+    model, tokenizer, _, _, _ = _load(cfg)
+    text = load_prompts(prompts_file)[0].prompt
+    enc = tokenizer(tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                                  tokenize=False), return_tensors="pt", add_special_tokens=False)
+    full = model.generate(**enc, max_new_tokens=10, do_sample=False, eos_token_id=None,
+                          pad_token_id=tokenizer.pad_token_id)[0, enc["input_ids"].shape[1]:].tolist()
+    stop = full[4]  # pretend the 5th token the model emits ends the turn
+    k = full.index(stop)
+    answers, lengths = generate_batch(model, tokenizer, [text], cfg, [stop])
+    assert lengths == [k]
+    assert answers[0] == tokenizer.decode(full[:k], skip_special_tokens=True).strip()
+
+
+def test_generate_file_resume_and_schema(tiny_model_dir, prompts_file, tmp_path, capsys):
+    out = tmp_path / "gens.jsonl"
+    base = dict(prompts=str(prompts_file), out=str(out), model=str(tiny_model_dir), max_new_tokens=8,
+                batch_size=3, progress=False, generator="tiny")
+    main(GenerateConfig(**base, limit=3))
+    first = {r["id"]: r for r in read_records(out)}
+    assert list(first) == ["p0", "p1", "p2"]
+    capsys.readouterr()
+    main(GenerateConfig(**base))
+    err = capsys.readouterr().err
+    assert "resuming: 3 answers already" in err and "4 new answers" in err
+    rows = read_records(out)
+    assert [r["id"] for r in rows] == [f"p{i}" for i in range(7)]  # rewritten in prompt order
+    for r in rows[:3]:
+        assert r == first[r["id"]]  # untouched by the resumed run
+    r = rows[0]
+    assert set(r) >= {"id", "prompt", "category", "output", "generator", "model", "adapter", "config"}
+    assert r["generator"] == "tiny" and r["category"] == "c0" and r["adapter"] is None
+    assert r["config"]["max_new_tokens"] == 8 and r["config"]["seed"] == 0
+    assert len(r["config"]["chat_template_sha256"]) == 16
+    # a third run has nothing to do
+    main(GenerateConfig(**base))
+    assert "0 new answers" in capsys.readouterr().err
+    # another model into the same file is refused
+    with pytest.raises(ValueError, match="another model"):
+        main(GenerateConfig(**{**base, "model": str(tmp_path)}))
+
+
+def test_alpaca_eval_formats(tmp_path):
+    # AlpacaEval's evaluation set (instruction, dataset) as prompts, its model outputs as the reference
+    prompts = [{"instruction": "What is the capital of France?", "dataset": "helpful_base"},
+               {"instruction": "Name a prime number.", "dataset": "oasst"}]
+    (tmp_path / "alpaca_eval.json").write_text(json.dumps(prompts))
+    outputs = [{"instruction": "Name a prime number.", "output": "7", "generator": "gpt4_turbo"},
+               {"instruction": "What is the capital of France?", "output": "Paris.", "generator": "gpt4_turbo"}]
+    (tmp_path / "gpt4_outputs.json").write_text(json.dumps(outputs))
+    out = tmp_path / "ref.jsonl"
+    main(GenerateConfig(prompts=str(tmp_path / "alpaca_eval.json"), out=str(out), outputs=str(tmp_path / "gpt4_outputs.json")))
+    rows = read_records(out)
+    assert [(r["output"], r["generator"], r["category"]) for r in rows] == [
+        ("Paris.", "gpt4_turbo", "helpful_base"), ("7", "gpt4_turbo", "oasst")]
+    assert rows[0]["id"].startswith("p-")
+
+
+def test_validation_reports_every_problem(tmp_path):
+    with pytest.raises(ValueError) as info:
+        main(GenerateConfig(prompts=str(tmp_path / "missing.jsonl"), out=str(tmp_path / "o.jsonl"),
+                            adapter="x", batch_size=0))
+    msg = str(info.value)
+    for part in ("either --model", "--adapter needs --model", "--batch-size", "no such file"):
+        assert part in msg
