@@ -193,7 +193,9 @@ def serve(
         from curation.server.search_engine import ensure_schema
 
         ensure_schema(str(ws.db_path))
-        return asyncio.run(_serve(ws, sock, host, port, api_url, creds, created, show_credentials, announce, log_level))
+        return asyncio.run(
+            _serve(ws, sock, host, port, api_url, creds, created, show_credentials, announce, log_level, redis.proc.pid)
+        )
     finally:
         if redis is not None:
             redis.stop()
@@ -205,7 +207,7 @@ def serve(
         os.close(lock_fd)
 
 
-async def _serve(ws, sock, host, port, api_url, creds, created, show_credentials, announce, log_level) -> int:
+async def _serve(ws, sock, host, port, api_url, creds, created, show_credentials, announce, log_level, redis_pid):
     import uvicorn
 
     await _ensure_owner(creds, reset=created, workspace_name=DEFAULT_ARGILLA_WORKSPACE)
@@ -232,6 +234,7 @@ async def _serve(ws, sock, host, port, api_url, creds, created, show_credentials
                     "port": port,
                     "api_url": api_url,
                     "worker_pid": worker.pid,
+                    "redis_pid": redis_pid,
                     "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 }
             )

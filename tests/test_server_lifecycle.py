@@ -1,0 +1,226 @@
+"""The workspace server as an operator meets it: security defaults, clear errors, the CLI, a SIGKILL in the
+middle of logging, restarts that keep everything, and shutdowns that leave no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from argilla_fixtures import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, timeout=120, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "curation", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in state  # a zombie has exited; only its parent has not reaped it yet
+
+
+def wait_dead(pids, timeout=10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.1)
+    return [p for p in pids if alive(p)]
+
+
+def token(api_url: str, username: str, password: str) -> httpx.Response:
+    return httpx.post(f"{api_url}/api/v1/token", data={"username": username, "password": password})
+
+
+# ---- security defaults (the session server) ------------------------------------------------------------------
+def test_secrets_are_private_and_default_credentials_do_not_exist(argilla_server):
+    ws = argilla_server.workspace
+    assert stat.S_IMODE(ws.stat().st_mode) == 0o700
+    for name in ("credentials.json", "auth_secret"):
+        assert stat.S_IMODE((ws / name).stat().st_mode) == 0o600, name
+    creds = json.loads((ws / "credentials.json").read_text())
+    assert set(creds) == {"api_url", "api_key", "username", "password"}
+    assert len(creds["password"]) >= 16 and len(creds["api_key"]) >= 32
+    assert token(argilla_server.api_url, creds["username"], creds["password"]).status_code == 201
+    # the well-known defaults of the Argilla images never exist
+    assert token(argilla_server.api_url, "argilla", "1234").status_code == 401
+    assert httpx.get(f"{argilla_server.api_url}/api/v1/me", headers={"X-Argilla-Api-Key": "argilla.apikey"}).status_code == 401
+    assert argilla_server.client().users(username="argilla") is None
+    # bound to loopback; keys never written to the logs
+    assert json.loads((ws / "run" / "server.json").read_text())["host"] == "127.0.0.1"
+    for log in (ws / "logs").glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert creds["api_key"] not in text and creds["password"] not in text, log
+
+
+def test_connect_errors_name_the_url(argilla_server, tmp_path, monkeypatch):
+    from curation.client import connect, workspace_credentials
+
+    monkeypatch.delenv("ARGILLA_API_URL", raising=False)
+    monkeypatch.delenv("ARGILLA_API_KEY", raising=False)
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ConnectionError, match="not reachable") as e:
+        connect(api_url=dead, api_key="whatever", retries=0)
+    assert dead in str(e.value)
+    with pytest.raises(PermissionError, match="rejected the API key") as e:
+        connect(api_url=argilla_server.api_url, api_key="cur.wrong-key")
+    assert argilla_server.api_url in str(e.value)
+    with pytest.raises(ConnectionError, match="ARGILLA_API_URL") as e:
+        connect(tmp_path / "no-such-workspace")
+    assert "credentials.json" in str(e.value)
+    # the workspace's credentials file, then the environment, which wins
+    assert connect(argilla_server.workspace).me.username == "owner"
+    assert workspace_credentials(argilla_server.workspace)["api_key"] == argilla_server.api_key
+    monkeypatch.setenv("ARGILLA_API_URL", argilla_server.api_url)
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.api_key)
+    assert connect(tmp_path / "no-such-workspace").me.username == "owner"
+    monkeypatch.setenv("ARGILLA_API_KEY", "cur.wrong-key")
+    with pytest.raises(PermissionError, match="ARGILLA_API_KEY"):
+        connect(argilla_server.workspace)
+
+
+# ---- the CLI ---------------------------------------------------------------------------------------------------
+def test_cli_status_port_in_use_workspace_busy_and_add_user(argilla_server, tmp_path):
+    st = cli("status", "--workspace", argilla_server.workspace, "--json")
+    assert st.returncode == 0, st.stderr
+    status = json.loads(st.stdout)
+    assert status["running"] and status["healthy"] and status["api_url"] == argilla_server.api_url
+
+    port = int(argilla_server.api_url.rsplit(":", 1)[1])
+    busy_port = cli("serve", "--workspace", tmp_path / "other", "--port", port, timeout=60)
+    assert busy_port.returncode == 1 and f"Port {port} on 127.0.0.1 is already in use" in busy_port.stderr
+    busy_ws = cli("serve", "--workspace", argilla_server.workspace, "--port", free_port(), timeout=60)
+    assert busy_ws.returncode == 1 and "already being served" in busy_ws.stderr
+    assert argilla_server.api_url in busy_ws.stderr
+
+    assert cli("status", "--workspace", tmp_path / "nothing-here").returncode == 3
+
+    added = cli("add-user", "cli-curator", "--workspace", argilla_server.workspace)
+    assert added.returncode == 0, added.stderr
+    password = next(line.split()[-1] for line in added.stdout.splitlines() if "password:" in line)
+    assert token(argilla_server.api_url, "cli-curator", password).status_code == 201
+    client = argilla_server.client()
+    assert str(client.users(username="cli-curator").role).endswith("annotator")
+    assert "cli-curator" in [u.username for u in client.workspaces(argilla_server.workspace_name).users]
+    again = cli("add-user", "cli-curator", "--workspace", argilla_server.workspace)
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+# ---- crashes, restarts, shutdowns (a workspace of their own) ----------------------------------------------------
+def test_sigkill_while_logging_then_restart_keeps_everything(tmp_path):
+    import argilla as rg
+
+    from curation.client import connect
+    from curation.server import start_server
+    from curation.server.users import add_user
+
+    ws, port = tmp_path / "ws", free_port()
+    handle = start_server(ws, port=port, detach=False)
+    state = json.loads((ws / "run" / "server.json").read_text())
+    client = connect(ws)
+    settings = rg.Settings(fields=[rg.TextField(name="text")],
+                           questions=[rg.RatingQuestion(name="quality", values=[1, 2, 3])])
+    ds = rg.Dataset(name="crash", workspace="curation", settings=settings, client=client).create()
+    ds.records.log([rg.Record(id="first", fields={"text": "common first"})])
+    _, curator_key, _ = add_user(client, "crash-curator")
+    first_id = str(next(iter(ds.records))._server_id)
+    r = httpx.post(f"{handle.api_url}/api/v1/records/{first_id}/responses", headers={"X-Argilla-Api-Key": curator_key},
+                   json={"values": {"quality": {"value": 3}}, "status": "submitted"})
+    assert r.status_code == 201, r.text
+    ui_token = token(handle.api_url, "owner", handle.credentials["password"]).json()["access_token"]
+
+    stop_logging = threading.Event()
+
+    def keep_logging():
+        for b in range(200):
+            if stop_logging.is_set():
+                return
+            try:
+                ds.records.log([rg.Record(id=f"b{b}-{i}", fields={"text": f"common batch {b} item {i}"})
+                                for i in range(50)])
+            except Exception:
+                return
+
+    logger = threading.Thread(target=keep_logging, daemon=True)
+    logger.start()
+    db = ws / "argilla.db"
+    deadline = time.monotonic() + 60
+    while True:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
+            if con.execute("SELECT count(*) FROM records").fetchone()[0] >= 150:
+                break
+        assert time.monotonic() < deadline, "records did not arrive"
+        time.sleep(0.05)
+    os.kill(state["pid"], signal.SIGKILL)  # mid-logging, no chance to clean up
+    stop_logging.set()
+    handle.process.wait(10)
+    assert wait_dead([state["redis_pid"], state["worker_pid"]]) == [], "Redis or the worker outlived the server"
+    logger.join(60)
+
+    started = cli("serve", "--detach", "--workspace", ws, "--port", port)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "password" not in started.stdout  # not a first start: credentials are not shown again
+    try:
+        with sqlite3.connect(db, timeout=30) as con:
+            assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            con.execute("INSERT INTO curation_fts(curation_fts) VALUES ('integrity-check')")  # raises if corrupt
+            in_db = con.execute("SELECT count(*) FROM records").fetchone()[0]
+        client = connect(ws)
+        ds = client.datasets("crash", workspace="curation")
+        assert ds is not None and in_db >= 150
+        assert len(list(ds.records)) == in_db
+        assert len(list(ds.records(query=rg.Query(query="common")))) == in_db  # the text index matches the table
+        first = next(r for r in ds.records(with_responses=True) if r.id == "first")
+        assert [resp.value for resp in first.responses["quality"]] == [3]
+        # the auth secret is stable: a UI session from before the crash is still valid
+        me = httpx.get(f"{handle.api_url}/api/v1/me", headers={"Authorization": f"Bearer {ui_token}"})
+        assert me.status_code == 200 and me.json()["username"] == "owner"
+        st = json.loads(cli("status", "--workspace", ws, "--json").stdout)
+        assert st["running"] and st["healthy"]
+        state = json.loads((ws / "run" / "server.json").read_text())
+    finally:
+        stopped = cli("stop", "--workspace", ws)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert wait_dead([state["pid"], state["redis_pid"], state["worker_pid"]]) == []
+    assert cli("status", "--workspace", ws).returncode == 3
+    assert not (ws / "run" / "redis.sock").exists() and not (ws / "run" / "tmp").exists()
+
+
+def test_foreground_ctrl_c_stops_everything_and_warns_on_a_public_bind(tmp_path):
+    ws, port = tmp_path / "fg", free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "curation", "serve", "--workspace", str(ws), "--host", "0.0.0.0",
+                             "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 90
+        while not any(line.startswith("Add a curator") for line in lines):
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
+            lines.append(proc.stdout.readline())
+        out = "".join(lines)
+        assert "WARNING: binding 0.0.0.0" in out
+        assert f"Argilla is running at http://127.0.0.1:{port}" in out
+        creds = json.loads((ws / "credentials.json").read_text())
+        assert f"password: {creds['password']}" in out and f"API key:  {creds['api_key']}" in out  # first start
+        state = json.loads((ws / "run" / "server.json").read_text())
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Argilla stopped." in proc.stdout.read()
+    assert wait_dead([state["redis_pid"], state["worker_pid"]]) == []
+    assert not (ws / "run" / "server.json").exists()
