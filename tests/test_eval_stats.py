@@ -66,7 +66,7 @@ def test_length_controlled_on_a_constructed_case():
     verdicts = ["win"] * 16 + ["loss"] * 4 + ["win"] * 1 + ["loss"] * 4
     len_a = [200] * 20 + [100] * 5
     len_b = [100] * 20 + [200] * 5
-    lc = stats.length_controlled_win_rate(verdicts, len_a, len_b)
+    lc = stats.length_controlled_win_rate(verdicts, len_a, len_b, l2=0)  # plain maximum likelihood
     assert stats.win_rate(verdicts) == pytest.approx(0.68)
     assert lc.win_rate == pytest.approx(0.5, abs=1e-3)
     assert lc.length_coef > 0
@@ -74,6 +74,18 @@ def test_length_controlled_on_a_constructed_case():
     assert sd == pytest.approx(80.0)  # std of 20 x +100 and 5 x -100
     x = math.tanh(100 / sd)
     assert lc.intercept + lc.length_coef * x == pytest.approx(math.log(0.8 / 0.2), abs=1e-3)
+
+
+def test_length_controlled_default_penalty_is_conservative_under_separation():
+    # length decides everything: the longer answer always wins (no tie to anchor the intercept)
+    verdicts = ["tie"] + ["win"] * 7 + ["loss"] * 2
+    len_a, len_b = [80] * 8 + [10] * 2, [10] * 8 + [80] * 2
+    mle = stats.length_controlled_win_rate(verdicts, len_a, len_b, l2=1e-6)
+    lc = stats.length_controlled_win_rate(verdicts, len_a, len_b)
+    assert abs(mle.length_coef) > 5  # drifts off without a penalty
+    assert 0 < lc.length_coef < mle.length_coef
+    # shrunk from the unstable fit towards the raw rate (0.75), not past it
+    assert abs(lc.win_rate - 0.75) < abs(mle.win_rate - 0.75) and lc.win_rate < 0.75
 
 
 def test_length_controlled_without_length_effect_equals_raw():
@@ -109,6 +121,9 @@ def test_evaluate_module(repo_root):
     assert out["sign_test_p"] == pytest.approx(2 * (1 + 10 + 45) / 1024)
     verdicts = ["win"] * 16 + ["loss"] * 4 + ["1"] * 1 + ["0"] * 4
     lc = metric.compute(predictions=verdicts, len_a=[200] * 20 + [100] * 5, len_b=[100] * 20 + [200] * 5)
-    assert lc["lc_win_rate"] == pytest.approx(0.5, abs=1e-3) and lc["win_rate"] == pytest.approx(0.68)
+    same = stats.length_controlled_win_rate(["win"] * 16 + ["loss"] * 4 + ["win"] + ["loss"] * 4,
+                                            [200] * 20 + [100] * 5, [100] * 20 + [200] * 5)
+    assert lc["lc_win_rate"] == pytest.approx(same.win_rate) and lc["win_rate"] == pytest.approx(0.68)
+    assert 0.5 < lc["lc_win_rate"] < 0.55  # the default weak penalty moves it a little from the exact 0.5
     with pytest.raises(ValueError, match="not win/tie/loss"):
         metric.compute(predictions=["maybe"])

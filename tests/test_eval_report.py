@@ -1,0 +1,114 @@
+"""The report: built from real judgments (the fake chat-completions server) plus human votes, checked as
+Markdown and JSON, and rendered in headless Chromium with a screenshot (docs/images/report.png)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from eval import cli, report
+from eval.config import ReportArgs
+from eval.files import read_records, write_jsonl
+
+N = 12
+
+
+def _judgments(tmp_path, monkeypatch, fake):
+    for k, v in fake.env().items():
+        monkeypatch.setenv(k, v)
+    a, b = [], []
+    for i in range(N):
+        long = f"Here is a complete answer to question {i}:\n\n1. First point.\n2. Second point with detail."
+        short = f"Answer {i}."
+        ao, bo = (long, short) if i < 8 else (short, long)
+        base = {"id": f"q{i:02d}", "prompt": f"Question {i}: how does <b>this</b> work?", "category": ["coding", "writing", "advice"][i % 3]}
+        a.append({**base, "output": ao, "generator": "lima-7b", "model": "base-7b", "adapter": "runs/lima", "config": {"max_new_tokens": 256, "seed": 0}})
+        b.append({**base, "output": bo, "generator": "base-7b", "model": "base-7b", "adapter": None, "config": {"max_new_tokens": 256, "seed": 0}})
+    write_jsonl(tmp_path / "a.jsonl", a)
+    write_jsonl(tmp_path / "b.jsonl", b)
+    fake.position_bias = 0.2
+    llm = tmp_path / "llm.jsonl"
+    assert cli.main(["judge", "--judge", "lima", "--a", str(tmp_path / "a.jsonl"), "--b", str(tmp_path / "b.jsonl"),
+                     "--out", str(llm), "--no-cache", "--no-progress", "--price-input", "2.5", "--price-output", "10"]) == 0
+    # human votes as `eval judge --backend human pull` writes them (that path is tested against Argilla)
+    rows = []
+    for r in read_records(llm)[:10]:
+        truth = "win" if int(r["id"][1:]) < 8 else "loss"
+        votes = [{"annotator": "alice", "raw": "1", "verdict": truth, "rationale": "clearer"},
+                 {"annotator": "bob", "raw": "tie", "verdict": "tie" if r["id"] == "q00" else truth, "rationale": ""}]
+        rows.append({**{k: r[k] for k in ("id", "category", "prompt", "a", "b", "output_a", "output_b")},
+                     "judge": "human", "judge_kind": "human", "backend": "argilla:curation/eval-ab", "swapped": False,
+                     "verdict": "tie" if r["id"] == "q00" else truth, "votes": votes, "consistent": None,
+                     "rationale": "clearer", "tokens": {"prompt": 0, "completion": 0}, "cost": 0.0,
+                     "parse_failures": 0, "error": None})
+    write_jsonl(tmp_path / "human.jsonl", rows)
+    return llm, tmp_path / "human.jsonl"
+
+
+def test_report_files_and_numbers(fake_openai, tmp_path, monkeypatch):
+    llm, hum = _judgments(tmp_path, monkeypatch, fake_openai)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"name": "lima-demo", "counts": {"train": 1000}}))
+    out = report.main(ReportArgs(judgments=[str(llm), str(hum)], out=str(tmp_path / "rep"), manifest=str(manifest)))
+    for name in ("report.html", "report.md", "summary.json", "bars.png", "win_rates.png", "lengths.png"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    llm_r, hum_r = summary["results"]
+    assert llm_r["kind"] == "llm" and hum_r["kind"] == "human"
+    assert llm_r["n"] == N and llm_r["win"] + llm_r["tie"] + llm_r["loss"] == N
+    assert 0 < llm_r["inconsistent"] == llm_r["prefers_first"]  # the fake's bias always favours the first shown
+    assert llm_r["consistency"] == pytest.approx(1 - llm_r["inconsistent"] / N)
+    assert llm_r["cost"] > 0 and llm_r["lc_length_coef"] > 0  # the fake prefers longer answers
+    assert hum_r["win_rate"] == pytest.approx((7 + 0.5) / 10)
+    assert set(llm_r["categories"]) == {"coding", "writing", "advice"}
+    (agree,) = summary["agreements"]
+    assert agree["n"] == 10 and agree["first"] == "human"
+    prov = summary["provenance"]
+    assert prov["data_manifest"]["summary"] == {"name": "lima-demo", "counts": {"train": 1000}}
+    assert prov["systems"]["lima-7b"]["adapter"] == "runs/lima"
+    md = (out / "report.md").read_text()
+    assert "![win / tie / loss](bars.png)" in md and "| lima-7b vs base-7b |" in md
+    assert report.pct(llm_r["win_rate"]) in md
+    html = (out / "report.html").read_text()
+    assert "<b>this</b>" not in html and "&lt;b&gt;this&lt;/b&gt;" in html  # outputs are escaped
+    assert "src=\"http" not in html and "<script" not in html  # self-contained
+
+
+@pytest.mark.browser
+def test_report_renders_in_chromium(fake_openai, tmp_path, monkeypatch, repo_root):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("Chromium not installed: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    llm, hum = _judgments(tmp_path, monkeypatch, fake_openai)
+    out = report.main(ReportArgs(judgments=[str(llm), str(hum)], out=str(tmp_path / "rep"), title="LIMA-7B vs its base"))
+    summary = json.loads((out / "summary.json").read_text())
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu",
+                                                                     "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1200, "height": 1500})
+        requests = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto((out / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        for chart in ("#chart-bars", "#chart-win-rates", "#chart-lengths"):
+            width = page.eval_on_selector(chart, "img => img.complete ? img.naturalWidth : 0")
+            assert width > 300, f"{chart} did not render"
+        table = page.inner_text("#results-table")
+        for r in summary["results"]:
+            row = page.inner_text(f"tr[data-key='{r['key']}']")
+            assert report.pct(r["win_rate"]) in row
+            assert f"{report.pct(r['wilson'][0])} – {report.pct(r['wilson'][1])}" in row
+            assert report.pct(r["lc_win_rate"]) in row
+        assert "LIMA-7B vs its base" in page.title()
+        kappa = page.inner_text("#agreement-table .kappa")
+        assert kappa == report.num(summary["agreements"][0]["kappa"])
+        assert "lima-7b vs base-7b" in table
+        assert all(u.startswith(("file:", "data:")) for u in requests), requests  # nothing fetched from the network
+        shot = repo_root / "docs" / "images" / "report.png"
+        page.screenshot(path=str(shot), full_page=False)
+        browser.close()
+    assert shot.stat().st_size > 20_000
