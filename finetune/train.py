@@ -14,6 +14,8 @@ import logging
 import os
 import re
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,8 +41,9 @@ class TrainingInterrupted(RuntimeError):
 # --------------------------------------------------------------------------- the spine
 
 
-def run(cfg: FinetuneConfig) -> Path:
-    """Train an adapter as ``cfg`` says and return the run folder."""
+def run(cfg: FinetuneConfig, callbacks: tuple = ()) -> Path:
+    """Train an adapter as ``cfg`` says and return the run folder. ``callbacks``: extra
+    ``transformers.TrainerCallback`` objects (they see the model at every step)."""
     import torch
 
     check_inputs(cfg)
@@ -58,6 +61,8 @@ def run(cfg: FinetuneConfig) -> Path:
     torch.manual_seed(cfg.seed)
     model = load_model(cfg, dtype)
     trainer = make_trainer(cfg, model, tokenizer, train_rows, dev_rows, run_dir, dtype)
+    for callback in callbacks:
+        trainer.add_callback(callback)
     guard = NonFiniteLossGuard(trainer)
     if _is_main():
         append_jsonl(run_dir / "metrics.jsonl", {"step": _step_of(resume_from) if resume_from else 0, "event": "data",
@@ -359,7 +364,6 @@ def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, ru
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
-        enable_jit_checkpoint=True,  # SIGTERM: save a checkpoint, then stop
         report_to=report_to,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -375,7 +379,7 @@ def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, ru
         eval_dataset=dev_rows or None,
         data_collator=fdata.collator_for(cfg.batching, tokenizer.pad_token_id),
         processing_class=tokenizer,
-        callbacks=[JsonlMetrics(run_dir / "metrics.jsonl")],
+        callbacks=[JsonlMetrics(run_dir / "metrics.jsonl"), StopOnSigterm()],
     )
 
 
@@ -389,6 +393,35 @@ class JsonlMetrics(TrainerCallback):
         if state.is_world_process_zero and logs:
             append_jsonl(self.path, {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 3),
                                      **logs})
+
+
+class StopOnSigterm(TrainerCallback):
+    """On SIGTERM (preemption, ``kill``, a scheduler's time limit): finish the current step, save a
+    checkpoint through the Trainer, stop. A second SIGTERM kills at once. (transformers'
+    ``enable_jit_checkpoint`` waits 3 s first and saves before the optimizer step; this is simpler.)"""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            log.warning("SIGTERM: saving a checkpoint at step %d and stopping", state.global_step)
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
 
 
 class NonFiniteLossGuard:

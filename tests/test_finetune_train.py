@@ -1,0 +1,229 @@
+"""python -m finetune end to end on a tiny random Llama with real bitsandbytes 4-bit weights, on the CPU.
+
+One QLoRA run (module fixture) serves most assertions; merge, the NaN stop and plain LoRA run on their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from finetune import data as D
+from finetune.config import load as load_config
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_RECIPE = REPO / "finetune" / "recipes" / "tiny-cpu.yaml"
+PROBE = [{"role": "user", "content": "Name a river."}, {"role": "assistant", "content": "The river answer."}]
+WORDS = "the a river stone model data light sound cloud tree answer question simple careful build test".split()
+
+
+def write_curated(folder: Path, n: int = 24, seed: int = 0) -> Path:
+    """A curation-export-like folder: train.jsonl in the example schema and manifest.json beside it."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    answers = ["The river runs to the sea.", "A stone is a careful answer.", "Build the model, then test it."]
+    with open(folder / "train.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(n):
+            q = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))).capitalize() + "?"
+            a = " ".join([answers[i % 3]] * rng.randint(1, 4))
+            msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+            fh.write(json.dumps({"id": f"ex{i:03d}", "messages": msgs, "source": "synthetic", "meta": {}}) + "\n")
+    (folder / "manifest.json").write_text(json.dumps({"name": folder.name, "count": n}))
+    return folder / "train.jsonl"
+
+
+class Observer(TrainerCallback):
+    """Snapshots the weights when training starts and probes the model when it ends."""
+
+    def __init__(self, tokenizer_dir: Path):
+        from transformers import AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+        self.before: dict[str, torch.Tensor] = {}
+        self.after: dict[str, torch.Tensor] = {}
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        self.param_types = {n: type(p).__name__ for n, p in model.named_parameters()}
+        self.trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.after = {n: p.detach().clone() for n, p in model.named_parameters()}
+        model.eval()
+        ids = self.tok.apply_chat_template(PROBE, tokenize=True, return_dict=True)["input_ids"]
+        convs = [PROBE, [{"role": "user", "content": "Why?"}, {"role": "assistant", "content": "Because the sea."}]]
+        rows = [{"input_ids": self.tok.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"],
+                 "labels": [0]} for c in convs]
+        with torch.no_grad():
+            self.probe_logits = model(input_ids=torch.tensor([ids])).logits[0].float()
+            batch = D.PaddingFreeCollator()([dict(r, labels=list(r["input_ids"])) for r in rows])
+            batch.pop("labels")
+            self.packed = model(**batch).logits[0].float()
+            self.alone = [model(input_ids=torch.tensor([r["input_ids"]])).logits[0].float() for r in rows]
+        model.train()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir):
+    from finetune.train import run
+
+    root = tmp_path_factory.mktemp("finetune")
+    data = write_curated(root / "data" / "demo")
+    cfg = load_config(TINY_RECIPE, model=str(tiny_model_dir), data=str(data), output_dir=str(root / "runs" / "demo"),
+                      max_steps=24, save_steps=12, eval_steps=12, logging_steps=2)
+    observer = Observer(tiny_model_dir)
+    run_dir = run(cfg, callbacks=(observer,))
+    metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return SimpleNamespace(run_dir=run_dir, data=data, cfg=cfg, obs=observer, metrics=metrics,
+                           model_dir=tiny_model_dir)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_run_folder_holds_the_contracted_files(trained):
+    rd = trained.run_dir
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json",
+                 "chat_template.jinja", "config.yaml", "metrics.jsonl", "README.md", "provenance.json",
+                 "generation_config.json", "data_stats.json"):
+        assert (rd / name).is_file(), name
+    adapter = json.loads((rd / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(trained.model_dir)
+    assert adapter["r"] == 8 and adapter["lora_alpha"] == 16
+    targets = {t.rsplit(".", 1)[-1] for t in adapter["target_modules"]}  # peft may store full module names
+    assert targets == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert load_config(rd / "config.yaml") == trained.cfg  # the resolved config, overrides included
+    prov = json.loads((rd / "provenance.json").read_text())
+    assert prov["data"]["sha256"] == _sha(trained.data)
+    assert prov["manifest"]["sha256"] == _sha(trained.data.parent / "manifest.json")
+    assert prov["eot_token"] == "<|im_end|>" and prov["global_step"] == 24
+    card = (rd / "README.md").read_text()
+    assert prov["data"]["sha256"] in card and prov["manifest"]["sha256"] in card
+    assert "PeftModel.from_pretrained" in card
+    # the exact chat template used in training is saved for inference
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(rd).chat_template == AutoTokenizer.from_pretrained(trained.model_dir).chat_template
+
+
+def test_metrics_show_the_loss_going_down(trained):
+    losses = [m["loss"] for m in trained.metrics if "loss" in m]
+    assert len(losses) >= 10
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < first - 0.3, losses
+    evals = [m for m in trained.metrics if "eval_loss" in m]
+    assert [m["step"] for m in evals][:2] == [12, 24] and all(m["eval_loss"] == m["eval_loss"] for m in evals)
+    data = next(m for m in trained.metrics if m.get("event") == "data")
+    assert data["train/kept"] + data["dev/kept"] == 24 and data["train/truncated"] == 0
+    assert any("train_tokens_per_second" in m for m in trained.metrics)
+
+
+def test_base_is_real_4bit_lora_changes_and_base_does_not(trained):
+    obs = trained.obs
+    quantized = [n for n, t in obs.param_types.items() if t == "Params4bit"]
+    assert len(quantized) == 14  # 7 linear layers x 2 blocks
+    assert all(obs.before[n].dtype == torch.uint8 for n in quantized)
+    assert obs.trainable and all("lora_" in n for n in obs.trainable)
+    for name, before in obs.before.items():
+        after = obs.after[name]
+        if name in obs.trainable:
+            if "lora_B" in name:  # initialised at zero
+                assert before.abs().max() == 0 and after.abs().max() > 0, name
+            assert not torch.equal(before, after), f"LoRA weight {name} did not change"
+        else:
+            assert torch.equal(before, after), f"base weight {name} changed"
+
+
+def test_saved_adapter_loads_onto_the_base_and_gives_the_trained_logits(trained):
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from finetune.train import load_base
+
+    tok = AutoTokenizer.from_pretrained(trained.run_dir)
+    base = load_base(trained.cfg, torch.float32)
+    model = PeftModel.from_pretrained(base, trained.run_dir).eval()
+    ids = tok.apply_chat_template(PROBE, tokenize=True, return_dict=True)["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0].float()
+    torch.testing.assert_close(logits, trained.obs.probe_logits, atol=1e-4, rtol=1e-4)
+    # and the adapter matters: the bare base gives other logits
+    with model.disable_adapter(), torch.no_grad():
+        bare = model(input_ids=torch.tensor([ids])).logits[0].float()
+    assert (bare - logits).abs().max() > 0.05
+
+
+def test_packed_examples_stay_apart_in_the_trained_qlora_model(trained):
+    obs = trained.obs
+    start = 0
+    for alone in obs.alone:
+        n = alone.shape[0]
+        torch.testing.assert_close(obs.packed[start:start + n], alone, atol=1e-4, rtol=1e-4)
+        start += n
+
+
+def test_merge_writes_bf16_model_with_the_adapters_logits(trained, tmp_path):
+    from peft import PeftModel
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from finetune.__main__ import main
+    from finetune.merge import compare
+    from finetune.train import load_base
+
+    out = tmp_path / "merged"
+    assert main(["merge", str(trained.run_dir), "--output", str(out)]) == 0
+    check = json.loads((out / "merge_check.json").read_text())
+    assert check["passed"] and check["merged_into"] == "dequantized NF4 base"
+    config = json.loads((out / "config.json").read_text())
+    assert "quantization_config" not in config
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}
+        assert not any("lora" in k for k in f.keys())
+    assert dtypes == {torch.bfloat16}
+    # independent check on a conversation the merge check did not see
+    tok = AutoTokenizer.from_pretrained(out)
+    conv = [{"role": "user", "content": "Tell me about clouds and light."},
+            {"role": "assistant", "content": "Light goes through the cloud."}]
+    ids = torch.tensor([tok.apply_chat_template(conv, tokenize=True, return_dict=True)["input_ids"]])
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    reference = PeftModel.from_pretrained(load_base(trained.cfg, torch.float32), trained.run_dir).eval()
+    with torch.no_grad():
+        ref = reference(input_ids=ids).logits[0]
+        got = merged(input_ids=ids).logits[0]
+        with reference.disable_adapter():
+            bare = reference(input_ids=ids).logits[0]
+    assert compare(ref, got, rtol=0.02)["passed"]
+    assert not compare(ref, bare, rtol=0.02)["passed"]  # the tolerance is tight enough to see the adapter
+
+
+def test_nan_loss_stops_with_a_clear_error(trained, tmp_path, capsys):
+    from finetune.__main__ import main
+
+    out = tmp_path / "nan"
+    rc = main(["--config", str(TINY_RECIPE), "--model", str(trained.model_dir), "--data", str(trained.data),
+               "--output_dir", str(out), "--learning_rate", "1e30", "--max_steps", "30", "--save_steps", "100"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "training loss is nan at step" in err and "Lower learning_rate" in err, err
+    assert not (out / "adapter_model.safetensors").exists()
+
+
+def test_plain_lora_without_quantization_and_padded_batches(trained, tmp_path):
+    from finetune.train import run
+
+    obs = Observer(trained.model_dir)
+    cfg = load_config(TINY_RECIPE, model=str(trained.model_dir), data=str(trained.data), output_dir=str(tmp_path / "lora"),
+                      quantization="none", batching="padded", max_steps=4, dev_size=0.0, save_steps=100)
+    run_dir = run(cfg, callbacks=(obs,))
+    assert "Params4bit" not in obs.param_types.values()
+    assert (run_dir / "adapter_model.safetensors").is_file()
+    assert all(torch.equal(obs.before[n], obs.after[n]) for n in obs.before if n not in obs.trainable)
