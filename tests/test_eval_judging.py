@@ -6,6 +6,7 @@ replies and the pointwise rating API the curation module calls.
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import logging
 import time
@@ -236,3 +237,28 @@ def test_reference_judge_needs_references(fake_openai):
     run = judge_pairs(pairs, "mtbench-reference", **_conn(fake_openai))
     assert run.counts["judged"] == 2
     assert "The reference {answer} with braces." in fake_openai.bodies[0]["messages"][-1]["content"]
+
+
+def test_local_transformers_judge_constrained_and_free(tiny_model_dir):
+    items = [("What is 2 + 2?", "4"), ("Name a colour.", "Blue is a colour."), ("Say hi.", "Hi!")]
+    run = rate_many(items, kind="transformers", model=str(tiny_model_dir), decoding="constrained")
+    assert all(isinstance(r, Rating) and 1 <= r.score <= 5 for r in run.results)
+    assert "log-probability" in run.results[0].rationale
+    assert run.counts["requests"] == 3 and run.cost == 0 and run.tokens["prompt"] > 0
+    # the same tiny model decoding freely writes noise: every item fails visibly, none gets a made-up score
+    with pytest.raises(JudgeRunError) as info:
+        short = dataclasses.replace(load_judge("quality-rating"), max_tokens=8)
+        rate_many(items, short, kind="transformers", model=str(tiny_model_dir), decoding="generate")
+    failed = info.value.run
+    assert all(isinstance(r, JudgeFailure) and r.error.startswith("unparseable") for r in failed.results)
+    pairs = [Pair("p", "Q?", "a long answer " * 5, "short")]
+    pair_run = judge_pairs(pairs, "mtbench-pairwise", kind="transformers", model=str(tiny_model_dir))
+    (result,) = pair_run.results
+    assert result.verdict in ("win", "tie", "loss") and [o["raw"] for o in result.orders] != [None, None]
+
+
+def test_empty_overrides_mean_not_given(fake_openai, monkeypatch):
+    for k, v in fake_openai.env().items():
+        monkeypatch.setenv(k, v)
+    run = rate_many([("q", "r")], base_url="", model="", max_cost=0)  # the curation config's "unset" values
+    assert isinstance(run.results[0], Rating) and fake_openai.requests == 1

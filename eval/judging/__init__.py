@@ -107,7 +107,12 @@ class JudgeConfig:
     # filled by load_judge, not read from YAML
     path: Path | None = None
     template: str = ""
-    fingerprint: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of everything that shapes a verdict (config and template; not the backend block)."""
+        canon = json.dumps({k: getattr(self, k) for k in _YAML_FIELDS if k != "backend"}, sort_keys=True)
+        return hashlib.sha256((canon + "\x00" + self.template).encode()).hexdigest()[:16]
 
     @property
     def messages_template(self) -> list[dict]:
@@ -120,7 +125,7 @@ class JudgeConfig:
         return fn(reply)
 
 
-_YAML_FIELDS = [f.name for f in dataclasses.fields(JudgeConfig) if f.name not in ("path", "template", "fingerprint")]
+_YAML_FIELDS = [f.name for f in dataclasses.fields(JudgeConfig) if f.name not in ("path", "template")]
 _PLACEHOLDER_RE = re.compile(r"\{(instruction|output_a|output_b|output|reference)\}")
 _MSG_RE = re.compile(r"<\|im_start\|>(system|user|assistant)\n(.*?)\n?<\|im_end\|>", re.S)
 
@@ -175,8 +180,6 @@ def load_judge(name_or_path: str | Path | JudgeConfig) -> JudgeConfig:
     problems += _validate(cfg, path)
     if problems:
         raise ValueError(f"judge {path}: " + "; ".join(problems))
-    canon = json.dumps({k: getattr(cfg, k) for k in _YAML_FIELDS if k != "backend"}, sort_keys=True)
-    cfg.fingerprint = hashlib.sha256((canon + "\x00" + cfg.template).encode()).hexdigest()[:16]
     return cfg
 
 
@@ -305,7 +308,7 @@ class _Runner:
                  concurrency: int, max_cost: float | None, progress: bool, desc: str):
         self.judge, self.cfg, self.backend, self.cache = judge, cfg, backend, cache
         self.concurrency = max(1, int(concurrency)) if getattr(backend, "parallel_safe", False) else 1
-        self.max_cost = max_cost
+        self.max_cost = max_cost if max_cost is not None and max_cost > 0 else None  # 0 means no cap
         self.progress, self.desc = progress, desc
         self.stats = RunStats()
         self._lock = threading.Lock()
@@ -453,7 +456,7 @@ def rate_many(
     ``backend_overrides`` are :class:`BackendConfig` fields (``base_url``,
     ``model``, ``kind``, ``price_input``, ``decoding``, …); unset ones come
     from the judge config and the environment. ``cache_dir=None`` disables the
-    cache. ``results`` is aligned with ``items``: a :class:`Rating` or a
+    cache; ``max_cost`` in USD (``None`` or 0: no cap) stops new requests once spent. ``results`` is aligned with ``items``: a :class:`Rating` or a
     :class:`JudgeFailure` (unparseable after retries, an HTTP error after
     retries, or not judged because ``max_cost`` was spent). Raises
     :class:`JudgeRunError` (with ``.run``) when more than the judge's

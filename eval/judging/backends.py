@@ -83,11 +83,12 @@ API_KEY_ENV = ("EVAL_JUDGE_API_KEY", "OPENAI_API_KEY")
 
 
 def resolve_backend_config(defaults: dict | None = None, **overrides: Any) -> BackendConfig:
-    """Defaults < judge config ``backend:`` block < environment < ``overrides`` (``None`` = not given)."""
+    """Defaults < judge config ``backend:`` block < environment < ``overrides`` (``None`` or ``""`` = not given)."""
     names = {f.name: f for f in dataclasses.fields(BackendConfig)}
     values: dict[str, Any] = {}
     problems = []
-    for source in (defaults or {}), _from_env(), {k: v for k, v in overrides.items() if v is not None}:
+    given = {k: v for k, v in overrides.items() if v is not None and v != ""}
+    for source in (defaults or {}), _from_env(), given:
         for key, value in source.items():
             if key not in names:
                 problems.append(f"unknown backend setting {key!r} (known: {', '.join(names)})")
