@@ -50,7 +50,7 @@ class ScoreConfig:
     lima_max_chars: int = _f(4096, "Upper end of the LIMA length band for the response, in characters.")
     min_response_chars: int = _f(20, "Responses shorter than this are 'too short' and never selected.")
     languages: list = _f(["en"], "Accepted languages (langid codes); empty accepts any.")
-    near_dup_threshold: float = _f(0.7, "Estimated Jaccard similarity (word shingles) at or above which two "
+    near_dup_threshold: float = _f(0.6, "Jaccard similarity of word shingles (prompt and response) at or above which two "
                                         "candidates are near duplicates.")
     shingle_size: int = _f(3, "Words per shingle for near-duplicate detection.")
     num_perm: int = _f(128, "MinHash permutations.")
@@ -79,7 +79,7 @@ class ScoreConfig:
     judge_concurrency: int = _f(8, "Concurrent judge requests.")
     judge_max_cost: float = _f(0.0, "Stop rating at this cost in dollars (0: no cap).")
     judge_max_failure_fraction: float = _f(0.5, "Fail the step when more than this fraction of rated items fail.")
-    weights: dict = _f({"rating": 0.35, "length": 0.25, "structure": 0.15, "style": 0.15, "prompt": 0.10},
+    weights: dict = _f({"rating": 0.4, "length": 0.3, "structure": 0.2, "prompt": 0.1},
                        "Weights of the quality score's positive components (see curation/README.md).")
     penalties: dict = _f({"first_person": 0.15, "other_answers": 0.25, "this_article": 0.15, "links": 0.05,
                           "boilerplate": 0.10},
@@ -120,7 +120,8 @@ class SelectConfig:
     similarity_ceiling: float = _f(0.9, "greedy: skip a candidate whose cosine similarity to a kept one is at least "
                                         "this.")
     kcenter_pool_factor: float = _f(3.0, "kcenter: choose among the top budget x factor candidates by quality.")
-    min_quality: float = _f(0.0, "Quality score below which a candidate is never selected (curated and signals).")
+    min_quality: float = _f(0.2, "Score below which a candidate is never selected (curated and signals); 0.2 drops "
+                                 "answers that are mostly LIMA's markers, boilerplate or very short.")
     curator_weight: float = _f(0.7, "curated: weight of the curators' mean rating against the signals score.")
     quota_field: str = _f("", "Quota by 'source' or 'category' (empty: no quotas).")
     quotas: dict = _f({}, "Maximum examples per value of quota_field, e.g. {stackexchange: 400}.")

@@ -11,10 +11,11 @@ vectorized with numpy so 100,000 candidates take seconds:
 3. ``num_perm`` universal hash functions ``(a*x + b) >> 32`` give each text a
    MinHash signature (the minimum per function);
 4. signatures are cut into ``b`` bands of ``r`` rows — ``b`` and ``r`` are the
-   ones datasketch's ``MinHashLSH`` picks for the threshold — and texts that
-   share a band are candidate pairs;
-5. a candidate pair is a near duplicate when its estimated Jaccard similarity
-   (the fraction of equal signature entries) reaches the threshold.
+   ones datasketch's ``MinHashLSH`` picks for ``threshold - 0.2``, so that
+   pairs just above the threshold are found — and texts that share a band are
+   candidate pairs;
+5. a candidate pair is a near duplicate when the exact Jaccard similarity of
+   its two shingle sets reaches the threshold (computed only for candidates).
 
 Groups are the connected components of all duplicate pairs (exact, near, same
 prompt, same response); selection keeps at most one candidate per group.
@@ -151,12 +152,20 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     return lsh.b, lsh.r
 
 
-def near_duplicate_pairs(sig: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (i, j), i < j, whose estimated Jaccard similarity is at least ``threshold``."""
+def near_duplicate_pairs(sig: np.ndarray, threshold: float, texts: list[str] | None = None,
+                         shingle_size: int = 3, recall_margin: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j), i < j, whose Jaccard similarity of word shingles is at least ``threshold``.
+
+    LSH bands are set for ``threshold - recall_margin`` so pairs near the
+    threshold are not missed; each candidate pair is then checked: with
+    ``texts``, by the exact Jaccard similarity of its shingle sets, else by the
+    MinHash estimate.
+    """
     n, num_perm = sig.shape
+    empty = (np.empty(0, np.int64), np.empty(0, np.int64))
     if n < 2:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    bands, rows = lsh_params(threshold, num_perm)
+        return empty
+    bands, rows = lsh_params(max(0.1, threshold - recall_margin), num_perm)
     valid = ~(sig == np.iinfo(np.uint32).max).all(axis=1)
     cand_i, cand_j = [], []
     idx_all = np.flatnonzero(valid)
@@ -180,20 +189,52 @@ def near_duplicate_pairs(sig: np.ndarray, threshold: float) -> tuple[np.ndarray,
         cand_i += [ids[first_of_run[members]], ids[members - 1]]
         cand_j += [ids[members], ids[members]]
     if not cand_i:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
+        return empty
     i = np.concatenate(cand_i)
     j = np.concatenate(cand_j)
     lo, hi = np.minimum(i, j), np.maximum(i, j)
     keep = lo != hi
     pairs = np.unique(np.stack([lo[keep], hi[keep]], axis=1), axis=0)
     if len(pairs) == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    sim = np.empty(len(pairs))
+        return empty
+    est = np.empty(len(pairs))
     for s in range(0, len(pairs), 65536):
         p = pairs[s:s + 65536]
-        sim[s:s + 65536] = (sig[p[:, 0]] == sig[p[:, 1]]).mean(axis=1)
-    ok = sim >= threshold
-    return pairs[ok, 0], pairs[ok, 1]
+        est[s:s + 65536] = (sig[p[:, 0]] == sig[p[:, 1]]).mean(axis=1)
+    pairs = pairs[est >= max(0.0, threshold - recall_margin)]
+    if texts is None:
+        ok = (sig[pairs[:, 0]] == sig[pairs[:, 1]]).mean(axis=1) >= threshold if len(pairs) else np.zeros(0, bool)
+    else:
+        sets: dict[int, set] = {}
+        for d in np.unique(pairs):
+            sets[int(d)] = shingles(texts[d], shingle_size)
+        ok = np.array([jaccard(sets[int(a)], sets[int(b)]) >= threshold for a, b in pairs], dtype=bool)
+    return (pairs[ok, 0], pairs[ok, 1]) if len(pairs) else empty
+
+
+_WORDS = None
+
+
+def shingles(text: str, k: int) -> set:
+    """The word shingles MinHasher hashes: runs of [a-z0-9_] and non-ASCII characters, lowercased.
+
+    >>> sorted(shingles("Hello, big world!", 2))
+    [('big', 'world'), ('hello', 'big')]
+    """
+    import re
+
+    global _WORDS
+    if _WORDS is None:
+        _WORDS = re.compile(r"[a-z0-9_\u0080-\U0010ffff]+")
+    w = _WORDS.findall(text.lower())
+    if len(w) < k:
+        return {tuple(w)} if w else set()
+    return {tuple(w[i:i + k]) for i in range(len(w) - k + 1)}
+
+
+def jaccard(a: set, b: set) -> float:
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
 
 
 def exact_pairs(keys: list[bytes | None]) -> tuple[np.ndarray, np.ndarray]:

@@ -27,7 +27,7 @@ SECTIONS = {
     "ingest": ["ingest"],
     "score": ["score"],
     "push": ["push"],
-    "pull": ["pull"],
+    "pull": ["pull", "push"],
     "select": ["select"],
     "export": ["export"],
     "run": ["ingest", "score", "push", "pull", "select", "export"],
@@ -178,7 +178,8 @@ def _dispatch(args) -> int:
     command = args.command_name
     try:
         with ws.lock(command):
-            write_text(ws.root / "config.yaml", f"# resolved by `python -m curation {command}`\n" + cfg.to_yaml())
+            write_text(ws.root / "config.yaml", "# the resolved config of the latest step (see curation/config.py)\n"
+                       + cfg.to_yaml())
             if command == "run":
                 return cmd_run(cfg, ws, args)
             return STEPS[command](cfg, ws, args)

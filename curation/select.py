@@ -3,8 +3,9 @@
 Strategies, all at the same budget on the same pool:
 
 - ``curated``: the records the curators (or, unattended, the AI suggestions)
-  kept, ranked by ``curator_weight * (mean rating - 1)/4 + (1 - curator_weight)
-  * quality``, then diversified;
+  kept: those kept by curators first, then those kept by AI suggestions, each
+  ranked by ``curator_weight * (mean rating - 1)/4 + (1 - curator_weight) *
+  quality``, then diversified;
 - ``signals``: every eligible candidate ranked by the signals quality score,
   then diversified (what unattended curation falls back to);
 - ``random``: a seeded random sample;
@@ -12,9 +13,11 @@ Strategies, all at the same budget on the same pool:
 
 Rules for every strategy: never two members of a duplicate group (exact, near,
 same prompt or same response), never a contaminated prompt, never a response
-shorter than ``score.min_response_chars``. ``curated`` and ``signals`` also
-apply the quality filters (refusals, language) and ``select.min_quality``;
-the baselines deliberately do not. Quotas (``select.quota_field``) apply to
+shorter than ``score.min_response_chars``; within a duplicate group the first
+member in the strategy's order decides for the group. ``curated`` and
+``signals`` also apply the quality filters (refusals, language) and
+``select.min_quality``, and ``signals`` considers only each group's best
+member (the one curators were shown); the baselines deliberately do not. Quotas (``select.quota_field``) apply to
 all strategies.
 
 Diversity: ``greedy`` walks candidates in rank order and skips one whose
@@ -51,7 +54,7 @@ class Pool:
         self.col = {name: np.asarray(sig.column(name).to_pylist()) for name in (
             "quality", "response_chars", "dup_group", "eligible", "contaminated", "exclude_reason", "source",
             "category", "c_length", "c_structure", "c_prompt", "rating", "first_person", "refusal", "language",
-            "cluster", "quality_heuristic")}
+            "cluster", "quality_heuristic", "representative")}
         self.vectors = np.load(ws.embeddings, mmap_mode="r") if ws.embeddings.exists() else None
         if self.vectors is not None and len(self.vectors) != self.n:
             raise ValueError(f"{ws.embeddings} has {len(self.vectors)} rows but signals.parquet has {self.n}: "
@@ -97,6 +100,7 @@ def choose(order: np.ndarray, budget: int, pool: Pool, cfg: CurationConfig, *, d
         cands = []
         seen_groups: set[int] = set()
         limit = int(max(budget, round(budget * sel.kcenter_pool_factor)))
+        in_pool: dict[str, int] = {}
         for i in order:
             g = int(groups[i])
             if g >= 0 and g in seen_groups:
@@ -104,6 +108,13 @@ def choose(order: np.ndarray, budget: int, pool: Pool, cfg: CurationConfig, *, d
                 continue
             if g >= 0:
                 seen_groups.add(g)
+            if quota_of is not None:  # a value's share of the pool stays within its quota x the pool factor
+                v = str(quota_of[i])
+                cap = sel.quotas.get(v, sel.quota_default or None)
+                if cap is not None and in_pool.get(v, 0) >= max(cap, round(cap * sel.kcenter_pool_factor)):
+                    skipped["quota"] += 1
+                    continue
+                in_pool[v] = in_pool.get(v, 0) + 1
             cands.append(int(i))
             if len(cands) >= limit:
                 break
@@ -138,6 +149,8 @@ def choose(order: np.ndarray, budget: int, pool: Pool, cfg: CurationConfig, *, d
         if g >= 0 and g in taken_groups:
             skipped["duplicate"] += 1
             continue
+        if g >= 0:
+            taken_groups.add(g)  # the group's first member in rank order decides for the whole group
         if not quota_ok(int(i)):
             skipped["quota"] += 1
             continue
@@ -190,7 +203,9 @@ def select_strategy(strategy: str, pool: Pool, cfg: CurationConfig) -> dict:
             warnings.append(f"{int(blocked.sum())} kept records were still excluded by the hard filters: "
                             + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
         mask = kept & hard & (quality >= sel.min_quality)
-        order = _rank(quality, pos)[mask[_rank(quality, pos)]]
+        by_ai = np.array([decisions.get(i, {}).get("decided_by") == "ai" for i in pool.ids])
+        r = np.lexsort((pos, -quality, by_ai))  # curators' keeps first, then AI-decided ones; each by score
+        order = r[mask[r]]
         available = int(mask.sum())
         if available < sel.budget:
             n_keep = int(kept.sum())
@@ -198,7 +213,8 @@ def select_strategy(strategy: str, pool: Pool, cfg: CurationConfig) -> dict:
                             f"({available} selectable after the hard filters); selecting at most {available}")
         diversity = sel.diversity
     elif strategy == "signals":
-        mask = pool.col["eligible"].astype(bool) & pool.integrity & (q >= sel.min_quality)
+        mask = (pool.col["eligible"].astype(bool) & pool.integrity & pool.col["representative"].astype(bool)
+                & (q >= sel.min_quality))
         r = _rank(q, pos)
         order = r[mask[r]]
         diversity = sel.diversity

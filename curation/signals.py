@@ -176,6 +176,23 @@ class TokenCounter:
 
 # --------------------------------------------------------------------------- language
 
+_INLINE_CODE = re.compile(r"`[^`\n]*`")
+
+
+def language_text(prompt: str, response: str, min_chars: int = 200) -> str:
+    """The text to identify the language of: the response's prose (code removed); a short one gets the prompt too.
+
+    Code and signatures fool language identification, and a short answer says
+    little; the prompt is in the language of the exchange.
+
+    >>> language_text("How do I reverse a string?", "Use a slice: `s[::-1]`.")
+    'How do I reverse a string?\\nUse a slice:  .'
+    """
+    prose = _INLINE_CODE.sub(" ", _CODE_BLOCK.sub(" ", response)) if "`" in response else response
+    if len(prose.strip()) < min_chars:
+        return f"{prompt}\n{prose.strip()}"
+    return prose
+
 
 class FastLangid:
     """langid.py's model, vectorized over a batch of texts.

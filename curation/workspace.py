@@ -179,10 +179,14 @@ def save_npy(path: str | os.PathLike, array) -> None:
             np.save(fh, array)
 
 
+#: Bumped when a step's output for the same inputs changes, so old workspaces re-run instead of skipping.
+PIPELINE_VERSION = 1
+
+
 def fingerprint(*parts: Any) -> str:
-    """sha256 of a JSON rendering of ``parts`` (dicts with sorted keys)."""
+    """sha256 of a JSON rendering of ``parts`` (dicts with sorted keys) and the pipeline version."""
     buf = io.StringIO()
-    json.dump(parts, buf, sort_keys=True, default=str, ensure_ascii=False)
+    json.dump([PIPELINE_VERSION, *parts], buf, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(buf.getvalue().encode("utf-8")).hexdigest()
 
 

@@ -5,7 +5,7 @@
 Good examples come from Python's own documentation (``pydoc_data.topics``),
 rewritten as question/answer pairs. Planted problems carry ``meta.planted``:
 
-- ``exact-duplicate``: a good example again, re-cased and re-spaced (a different id, the same text);
+- ``exact-duplicate``: a good example again, re-cased (a different id, the same normalized text);
 - ``near-duplicate``: a good example with a few words changed and a sentence added;
 - ``refusal``, ``ai-disclaimer``: responses that decline or say "As an AI language model";
 - ``contaminated``: the prompt of an evaluation prompt verbatim (n-gram) or paraphrased (embedding);
@@ -83,7 +83,7 @@ def main() -> None:
         words[k] = words[k].upper() + "s"
     near = " ".join(words) + " This is worth remembering."
     planted = [
-        {"instruction": g0[0]["content"].upper(), "output": "  " + g0[1]["content"].replace(". ", ".  ").lower(),
+        {"instruction": g0[0]["content"].upper(), "output": g0[1]["content"].lower(),
          "source": "forum", "meta": {"planted": "exact-duplicate", "of": good[0]["meta"]["topic"]}},
         {"instruction": g1[0]["content"], "output": near,
          "source": "forum", "meta": {"planted": "near-duplicate", "of": good[1]["meta"]["topic"]}},
