@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,25 @@ def resolve_adapter(path: str) -> str:
     if found:
         return str(found[-1].parent)
     raise FileNotFoundError(f"--adapter {path}: no adapter_config.json in it or below it")
+
+
+def training_provenance(adapter: str) -> dict | None:
+    """What the finetune run recorded about its data (``provenance.json`` beside the adapter or one up)."""
+    if not adapter:
+        return None
+    for folder in (Path(adapter), Path(adapter).parent):
+        p = folder / "provenance.json"
+        if p.is_file():
+            try:
+                prov = json.loads(p.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, OSError):
+                return {"run_dir": str(folder), "error": "unreadable provenance.json"}
+            manifest = prov.get("manifest") or {}
+            data = prov.get("data") or {}
+            return {"run_dir": str(folder), "base_model": prov.get("base_model"),
+                    "data_manifest": manifest.get("path"), "data_manifest_sha256": manifest.get("sha256"),
+                    "train_data_sha256": data.get("sha256"), "global_step": prov.get("global_step")}
+    return None
 
 
 def generator_name(cfg: GenerateConfig) -> str:
@@ -202,6 +222,9 @@ def generate(cfg: GenerateConfig, prompts, out: Path) -> Path:
                if k in ("batch_size", "max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed", "system_prompt")}
     template_sha = hashlib.sha256((tokenizer.chat_template or "").encode()).hexdigest()[:16]
     gen_cfg.update(tokenizer=tok_src, chat_template_sha256=template_sha, device=device)
+    training = training_provenance(adapter)
+    if training:
+        gen_cfg["training"] = training
     generator = generator_name(cfg)
     pending = [p for p in prompts if p.id not in done]
     if done:

@@ -296,6 +296,10 @@ def provenance(comparisons: list[Comparison], args: ReportArgs) -> dict:
         "judgment_files": {p: sha256_file(p)[:16] for p in args.judgments},
         "code_version": _git_version(),
     }
+    trained = {name: s["config"]["training"] for name, s in systems.items()
+               if isinstance(s.get("config"), dict) and s["config"].get("training")}
+    if trained:
+        prov["training_data"] = trained  # recorded by `generate` from each adapter's finetune run
     if args.manifest:
         m = Path(args.manifest)
         prov["data_manifest"] = {"path": str(m), "sha256": sha256_file(m)}
@@ -312,6 +316,14 @@ def provenance(comparisons: list[Comparison], args: ReportArgs) -> dict:
 
 def _run_dir_info(run_dir: Path) -> dict:
     info: dict = {"path": str(run_dir)}
+    prov = run_dir / "provenance.json"
+    if prov.is_file():
+        try:
+            data = json.loads(prov.read_text(encoding="utf-8"))
+            info["provenance"] = {k: data.get(k) for k in ("base_model", "data", "manifest", "global_step",
+                                                            "last_train_loss", "last_dev_loss", "finished") if k in data}
+        except (json.JSONDecodeError, OSError):
+            info["provenance"] = "unreadable provenance.json"
     for name in ("resolved_config.yaml", "config.yaml", "hyperparameters.yaml", "resolved_config.json", "config.json"):
         p = run_dir / name
         if p.is_file():

@@ -98,3 +98,25 @@ def test_validation_reports_every_problem(tmp_path):
     msg = str(info.value)
     for part in ("either --model", "--adapter needs --model", "--batch-size", "no such file"):
         assert part in msg
+
+
+def test_adapter_run_folder_and_its_provenance(tiny_model_dir, prompts_file, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run_dir = tmp_path / "runs" / "lima"
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    model.save_pretrained(run_dir)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(run_dir)
+    (run_dir / "provenance.json").write_text(json.dumps({
+        "base_model": str(tiny_model_dir), "data": {"path": "data/lima/train.jsonl", "sha256": "d" * 64},
+        "manifest": {"path": "data/lima/manifest.json", "sha256": "m" * 64}, "global_step": 20}))
+    out = tmp_path / "cand.jsonl"
+    main(GenerateConfig(prompts=str(prompts_file), out=str(out), model=str(tiny_model_dir), adapter=str(run_dir),
+                        max_new_tokens=4, progress=False, limit=2))
+    row = read_records(out)[0]
+    assert row["adapter"] == str(run_dir) and row["generator"] == "lima"
+    assert row["config"]["tokenizer"] == str(run_dir)  # the chat template as trained
+    training = row["config"]["training"]
+    assert training["data_manifest_sha256"] == "m" * 64 and training["train_data_sha256"] == "d" * 64

@@ -26,7 +26,8 @@ def _judgments(tmp_path, monkeypatch, fake):
         short = f"Answer {i}."
         ao, bo = (long, short) if i < 8 else (short, long)
         base = {"id": f"q{i:02d}", "prompt": f"Question {i}: how does <b>this</b> work?", "category": ["coding", "writing", "advice"][i % 3]}
-        a.append({**base, "output": ao, "generator": "lima-7b", "model": "base-7b", "adapter": "runs/lima", "config": {"max_new_tokens": 256, "seed": 0}})
+        a.append({**base, "output": ao, "generator": "lima-7b", "model": "base-7b", "adapter": "runs/lima", "config": {"max_new_tokens": 256, "seed": 0,
+                  "training": {"run_dir": "runs/lima", "data_manifest_sha256": "ab12" * 16}}})
         b.append({**base, "output": bo, "generator": "base-7b", "model": "base-7b", "adapter": None, "config": {"max_new_tokens": 256, "seed": 0}})
     write_jsonl(tmp_path / "a.jsonl", a)
     write_jsonl(tmp_path / "b.jsonl", b)
@@ -70,12 +71,14 @@ def test_report_files_and_numbers(fake_openai, tmp_path, monkeypatch):
     prov = summary["provenance"]
     assert prov["data_manifest"]["summary"] == {"name": "lima-demo", "counts": {"train": 1000}}
     assert prov["systems"]["lima-7b"]["adapter"] == "runs/lima"
+    assert prov["training_data"]["lima-7b"]["data_manifest_sha256"] == "ab12" * 16
     md = (out / "report.md").read_text()
     assert "![win / tie / loss](bars.png)" in md and "| lima-7b vs base-7b |" in md
     assert report.pct(llm_r["win_rate"]) in md
     html = (out / "report.html").read_text()
     assert "<b>this</b>" not in html and "&lt;b&gt;this&lt;/b&gt;" in html  # outputs are escaped
     assert "src=\"http" not in html and "<script" not in html  # self-contained
+    assert "ab12" * 16 in html and prov["data_manifest"]["sha256"] in html
 
 
 @pytest.mark.browser
