@@ -32,7 +32,9 @@ def _pairs(n: int) -> list[Pair]:
 
 
 def test_parsers_and_helpers_doctests():
-    for mod in (judging.parsers, judging):
+    from eval import files, human
+
+    for mod in (judging.parsers, judging, files, human):
         result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, mod.__name__
 
@@ -262,3 +264,14 @@ def test_empty_overrides_mean_not_given(fake_openai, monkeypatch):
         monkeypatch.setenv(k, v)
     run = rate_many([("q", "r")], base_url="", model="", max_cost=0)  # the curation config's "unset" values
     assert isinstance(run.results[0], Rating) and fake_openai.requests == 1
+
+
+def test_fake_server_speaks_the_protocol_to_the_openai_client(fake_openai):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=fake_openai.base_url, api_key=fake_openai.api_key, max_retries=0)
+    assert [m.id for m in client.models.list()] == [fake_openai.model]
+    fake_openai.reply = lambda messages: "echo: " + messages[-1]["content"]
+    resp = client.chat.completions.create(model=fake_openai.model, messages=[{"role": "user", "content": "hi"}])
+    assert resp.choices[0].message.content == "echo: hi" and resp.usage.total_tokens > 0
+    assert fake_openai.requests == 1 and fake_openai.bodies[0]["messages"][0]["content"] == "hi"
