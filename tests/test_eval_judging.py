@@ -159,9 +159,9 @@ def test_rate_many_api(fake_openai):
     run = rate_many(items, "quality-rating", **_conn(fake_openai))
     assert run.results == [Rating(4, "Helpful and correct."), Rating(4, "Helpful and correct.")]
     assert run.counts["rated"] == 2 and run.tokens["prompt"] > 0
-    sent = fake_openai.bodies[0]["messages"]
-    assert sent[0]["role"] == "system" and "LIMA" in sent[0]["content"]
-    assert "Put it in boiling water" in sent[1]["content"]
+    sent = [b["messages"] for b in fake_openai.bodies]
+    assert all(m[0]["role"] == "system" and "LIMA" in m[0]["content"] for m in sent)
+    assert sum("Put it in boiling water" in m[1]["content"] for m in sent) == 1
 
 
 def test_rate_many_failures_are_never_none(fake_openai):
