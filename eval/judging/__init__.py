@@ -327,9 +327,14 @@ class _Runner:
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
-                with self._lock:
-                    self.stats.cached += 1
-                return Outcome(value=self.judge.parse(hit.text), reply=hit.text, cached=True)
+                try:
+                    value = self.judge.parse(hit.text)
+                except Unparseable:  # a parser changed since: ask again
+                    value = None
+                if value is not None:
+                    with self._lock:
+                        self.stats.cached += 1
+                    return Outcome(value=value, reply=hit.text, cached=True)
         out = Outcome()
         for _ in range(1 + max(0, self.judge.parse_retries)):
             if self._over_budget():
