@@ -213,6 +213,10 @@ async def _serve(ws, sock, host, port, api_url, creds, created, show_credentials
     await _ensure_owner(creds, reset=created, workspace_name=DEFAULT_ARGILLA_WORKSPACE)
     import curation.server.search_engine  # noqa: F401  (registers the engine before the app pings it)
     from argilla_server._app import app  # importing builds the app (and copies the UI into run/tmp)
+
+    from curation.server import patches
+
+    patches.skip_loopback_compression(app)
     from argilla_server.database import async_engine
 
     await async_engine.dispose()

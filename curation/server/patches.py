@@ -1,7 +1,7 @@
-"""Two narrow speed-ups of argilla-server 2.8, applied in the serving process only.
+"""Narrow speed-ups of argilla-server 2.8, applied in the serving process only.
 
-Logging records through the API spent most of its CPU time on work whose result was thrown away.
-Both patches keep the server's behaviour exactly; they only skip repeated or unused work:
+Profiling on a 2-core machine showed most of the server's time going to work whose result was already
+known or thrown away. Each patch keeps the server's behaviour exactly; it only skips repeated or unused work:
 
 1. `Question.parsed_settings` / `MetadataProperty.parsed_settings` build a pydantic TypeAdapter on
    every access, i.e. for every suggestion and metadata value of every record validated. The adapted
@@ -9,6 +9,12 @@ Both patches keep the server's behaviour exactly; they only skip repeated or unu
 2. After every record upsert the server builds a webhook event per record (loading the dataset with
    five relationships and serializing the record) and only then finds that no webhook is enabled.
    The event is now built only when an enabled webhook subscribes to it.
+3. When a curator (annotator) searches, the server checks for every metadata value of every record returned
+   whether the curator is a member of the dataset's workspace: one query each, 150 for a page of 50 records
+   with three metadata properties. The answer is remembered for the rest of the request (the user object
+   lives only as long as its request's database session).
+4. Responses to clients on this machine are not Brotli-compressed: on loopback, compressing a page of
+   records with vectors costs more CPU than it saves. Remote clients (a non-loopback bind) still get Brotli.
 """
 
 from __future__ import annotations
@@ -50,6 +56,47 @@ def skip_unsubscribed_record_events() -> None:
             mod.notify_record_event_v1 = notify_record_event
 
 
+def remember_workspace_membership() -> None:
+    from argilla_server.models import User
+
+    original = User.is_member
+
+    async def is_member(self, workspace_id) -> bool:
+        known = self.__dict__.setdefault("_curation_is_member", {})  # a plain attribute, not a mapped one
+        if workspace_id not in known:
+            known[workspace_id] = await original(self, workspace_id)
+        return known[workspace_id]
+
+    User.is_member = is_member
+
+
+class _LoopbackWithoutCompression:
+    """Brotli for remote clients, plain responses for clients on this machine."""
+
+    def __init__(self, app, **brotli_options):
+        from brotli_asgi import BrotliMiddleware
+
+        self.plain = app
+        self.compressed = BrotliMiddleware(app, **brotli_options)
+
+    async def __call__(self, scope, receive, send):
+        client = scope.get("client") or ("",)
+        if scope["type"] == "http" and client[0] in ("127.0.0.1", "::1"):
+            return await self.plain(scope, receive, send)
+        return await self.compressed(scope, receive, send)
+
+
+def skip_loopback_compression(app) -> None:
+    from brotli_asgi import BrotliMiddleware
+    from starlette.middleware import Middleware
+
+    for i, middleware in enumerate(app.user_middleware):
+        if middleware.cls is BrotliMiddleware:
+            app.user_middleware[i] = Middleware(_LoopbackWithoutCompression, *middleware.args, **middleware.kwargs)
+
+
 def apply() -> None:
+    """The patches that do not need the app (apply before the first request)."""
     cache_settings_adapters()
     skip_unsubscribed_record_events()
+    remember_workspace_membership()
