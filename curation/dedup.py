@@ -34,20 +34,20 @@ for _c in (string.ascii_lowercase + string.digits + "_").encode():
     _WORD_BYTE[_c] = True
 _WORD_BYTE[128:] = True  # UTF-8 bytes of non-ASCII letters
 _MAX_POS = 32
-_PUNCT = str.maketrans({c: " " for c in string.punctuation + "“”‘’«»…—–"})
+_PUNCT = bytes(32 if chr(i) in string.punctuation else i for i in range(256))
 
 
-def normalize_key(text: str) -> str:
-    """Lowercase, punctuation dropped, whitespace collapsed: the key for exact duplicates.
+def normalize_key(text: str) -> bytes:
+    """Lowercase, ASCII punctuation dropped, whitespace collapsed (UTF-8): the key for exact duplicates.
 
     >>> normalize_key("Hello,   World!\\n") == normalize_key("hello world")
     True
     """
-    return " ".join(text.lower().translate(_PUNCT).split())
+    return b" ".join(text.lower().encode("utf-8").translate(_PUNCT).split())
 
 
 def key_hash(text: str) -> bytes:
-    return hashlib.blake2b(normalize_key(text).encode("utf-8"), digest_size=12).digest()
+    return hashlib.blake2b(normalize_key(text), digest_size=12).digest()
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:

