@@ -133,7 +133,7 @@ def main(argv=None) -> int:
         run([PY, "-m", "curation", "select", "--workspace", str(workspace), "--budget", str(args.budget),
              "--strategy", "curated"], env=env)
         run([PY, "-m", "curation", "export", "--workspace", str(workspace), "--name", "lima-demo",
-             "--data-dir", str(data_dir)], env=env)
+             "--strategy", "curated", "--data-dir", str(data_dir)], env=env)
     finally:
         if not keep_server:
             subprocess.run([PY, "-m", "curation", "stop", "--workspace", str(workspace)], cwd=REPO, env=env)
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     # -- fine-tuning ---------------------------------------------------------------------------
     banner(6, "Fine-tune with QLoRA (4-bit NF4 base, LoRA adapter)")
     run_dir = out / "runs" / "lima-demo"
-    recipe = "finetune/recipes/tiny-cpu.yaml" if offline_model else "finetune/recipes/lima-smollm2-360m.yaml"
+    recipe = "finetune/recipes/tiny-cpu.yaml" if offline_model else "finetune/recipes/lima-qwen2.5-0.5b.yaml"
     run([PY, "-m", "finetune", "--config", recipe, "--model", model,
          "--data", str(data_dir / "lima-demo" / "train.jsonl"), "--output_dir", str(run_dir),
          "--max_steps", str(20 if args.quick else args.max_steps)], env=env)
@@ -159,12 +159,12 @@ def main(argv=None) -> int:
     banner(8, "Judge pairwise, both orders")
     judgments = gen_dir / "judgments.jsonl"
     if args.judge_base_url:
-        judge = ["--judge", "lima", "--backend", "openai", "--base-url", args.judge_base_url,
+        judge = ["--judge", "lima-three-way", "--backend", "openai", "--base-url", args.judge_base_url,
                  "--model", args.judge_model]
     else:
         print("NOTE: no judge endpoint given: the base model judges locally by scoring the verdict strings.\n"
               "      With a tiny random model those verdicts are noise; the report says so.")
-        judge = ["--judge", "lima", "--backend", "local", "--model", model]
+        judge = ["--judge", "lima-three-way", "--backend", "local", "--model", model]
     run([PY, "-m", "eval", "judge", *judge, "--a", str(candidate), "--b", str(reference), "--out", str(judgments)],
         env=env)
 
