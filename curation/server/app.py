@@ -92,6 +92,7 @@ def _configure_sqlite() -> None:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.execute("PRAGMA mmap_size = 2147418112")
         cursor.close()
 
 

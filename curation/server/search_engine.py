@@ -84,6 +84,7 @@ _UNINDEX = """
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS curation_fts_docs (docid INTEGER PRIMARY KEY, record_id CHAR(32) NOT NULL UNIQUE);
+CREATE INDEX IF NOT EXISTS curation_records_dataset_status ON records (dataset_id, status, id, inserted_at);
 CREATE VIRTUAL TABLE IF NOT EXISTS curation_fts USING fts5(d, f, body, tokenize = 'porter unicode61 remove_diacritics 2');
 CREATE TRIGGER IF NOT EXISTS curation_fts_ai AFTER INSERT ON records BEGIN {_INDEX} END;
 CREATE TRIGGER IF NOT EXISTS curation_fts_au AFTER UPDATE OF fields ON records BEGIN {_UNINDEX} {_INDEX} END;
@@ -152,8 +153,13 @@ def _database_path() -> str:
     return url.database
 
 
-def _shuffle_key(record_id: str, seed: str) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{seed}:{record_id}".encode(), digest_size=7).digest(), "big")
+def user_order_key(user_id: Union[UUID, str]) -> tuple[int, int]:
+    """(multiplier, offset) of a user's own record order: records sort by (rowid * multiplier + offset) mod 2^31.
+
+    The multiplier is odd, so the map is a bijection; each user gets a different, stable order (Argilla's
+    Elasticsearch engine gets the same effect from a random_score seeded with the user id)."""
+    digest = hashlib.blake2b(str(user_id).encode(), digest_size=8).digest()
+    return (int.from_bytes(digest[:4], "big") | 1) & 0x7FFFFFFF, int.from_bytes(digest[4:], "big") & 0x7FFFFFFF
 
 
 class _Reader:
@@ -164,14 +170,23 @@ class _Reader:
     def connection(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None:
-            con = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            con = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
             con.execute("PRAGMA query_only = 1")
-            con.create_function("curation_shuffle", 2, _shuffle_key, deterministic=True)
+            con.execute("PRAGMA mmap_size = 2147418112")  # read pages through the OS cache, no copies
             self._local.con = con
         return con
 
     def all(self, sql: str, params: Iterable = ()) -> list:
         return self.connection().execute(sql, tuple(params)).fetchall()
+
+    def snapshot(self, *queries: tuple[str, list]) -> list[list]:
+        """Run several queries on one consistent snapshot of the database."""
+        con = self.connection()
+        con.execute("BEGIN")
+        try:
+            return [con.execute(sql, tuple(params)).fetchall() for sql, params in queries]
+        finally:
+            con.execute("COMMIT")
 
     async def run(self, sql: str, params: Iterable = ()) -> list:
         return await asyncio.to_thread(self.all, sql, list(params))
@@ -277,24 +292,28 @@ class _Sql:
         if isinstance(scope, MetadataFilterScope):
             name = scope.metadata_property
             name = name.name if isinstance(name, MetadataProperty) else name
-            cond, params = self._each_condition(f)
-            return self._exists(f"SELECT 1 FROM json_each(r.metadata, ?) j WHERE {cond}", [_json_path(name)] + params)
+            path = _json_path(name)
+            if isinstance(f, RangeFilter):  # integer and float properties hold one number
+                cond, params = self._scalar_condition(f, "json_extract(r.metadata, ?)")
+                self.add(*[x for p in params for x in (path, p)] or [path])
+                return cond
+            cond, params = self._each_condition(f)  # terms: one value or a list of values
+            if not params:
+                return "0"
+            self.add(path, *params, path, path, *params)
+            return (f"(CAST(json_extract(r.metadata, ?) AS TEXT) IN ({', '.join('?' * len(params))}) OR "
+                    f"(json_type(r.metadata, ?) = 'array' AND EXISTS (SELECT 1 FROM json_each(r.metadata, ?) j WHERE {cond})))")
         if isinstance(scope, SuggestionFilterScope):
+            # driven from the suggestions of one question: much cheaper than a probe per record
             qid = self.question_id(scope.question)
             prop = scope.property
             if prop in ("agent", "type"):
                 cond, params = self._scalar_condition(f, f"s.{prop}")
-                return self._exists(
-                    f"SELECT 1 FROM suggestions s WHERE s.record_id = r.id AND s.question_id = ? AND {cond}",
-                    [qid] + params,
-                )
-            if prop not in ("value", "score"):
+            elif prop in ("value", "score"):
+                cond, params = self._json_value_condition(f, f"s.{prop}")
+            else:
                 raise ValueError(f"Unsupported suggestion property {prop!r}")
-            cond = self._each_condition(f)
-            return self._exists(
-                f"SELECT 1 FROM suggestions s, json_each(s.{prop}) j WHERE s.record_id = r.id AND s.question_id = ? AND {cond[0]}",
-                [qid] + cond[1],
-            )
+            return self._in(f"SELECT s.record_id FROM suggestions s WHERE s.question_id = ? AND {cond}", [qid] + params)
         if isinstance(scope, RecordFilterScope):
             prop = str(scope.property)
             if prop not in ("id", "external_id", "inserted_at", "updated_at", "status"):
@@ -308,6 +327,22 @@ class _Sql:
             self.add(*params)
             return sql
         raise ValueError(f"Unsupported filter scope {scope!r}")
+
+    def _in(self, subquery: str, params: list) -> str:
+        self.add(*params)
+        return f"r.id IN ({subquery})"
+
+    @classmethod
+    def _json_value_condition(cls, f: Filter, column: str) -> tuple[str, list]:
+        """A condition on a JSON column holding one value or a list (any element matches). Numbers are stored
+        as SQL numbers (the column has numeric affinity), strings and lists as JSON text."""
+        cond, params = cls._each_condition(f)
+        if not params and isinstance(f, TermsFilter):
+            return "0", []
+        scalar, scalar_params = cls._scalar_condition(f, f"CAST({column} AS TEXT)" if isinstance(f, TermsFilter)
+                                                      else column)
+        return (f"(CASE WHEN typeof({column}) IN ('integer', 'real') THEN {scalar} "
+                f"ELSE EXISTS (SELECT 1 FROM json_each({column}) j WHERE {cond}) END)"), scalar_params + params
 
     def _exists(self, subquery: str, params: list, negate: bool = False) -> str:
         self.add(*params)
@@ -342,8 +377,9 @@ class _Sql:
             user_sql, user_params = " AND x.user_id = ?", [_hex(scope.user.id)]
         if scope.question:
             cond, params = self._each_condition(f)
-            return self._exists(
-                f"SELECT 1 FROM responses x, json_each(x.\"values\", ?) j WHERE x.record_id = r.id{user_sql} AND {cond}",
+            where = "x.user_id = ? AND " if scope.user is not None else ""
+            return self._in(
+                f"SELECT x.record_id FROM responses x, json_each(x.\"values\", ?) j WHERE {where}{cond}",
                 [_json_path(scope.question) + ".value"] + user_params + params,
             )
         if scope.property != "status" or not isinstance(f, TermsFilter):
@@ -354,12 +390,11 @@ class _Sql:
             parts.append(self._exists(f"SELECT 1 FROM responses x WHERE x.record_id = r.id{user_sql}", user_params, negate=True))
         others = [v for v in values if v != ResponseStatusFilter.pending.value]
         if others:
-            parts.append(
-                self._exists(
-                    f"SELECT 1 FROM responses x WHERE x.record_id = r.id{user_sql} AND x.status IN ({', '.join('?' * len(others))})",
-                    user_params + others,
-                )
-            )
+            where = "x.user_id = ? AND " if scope.user is not None else ""
+            parts.append(self._in(
+                f"SELECT x.record_id FROM responses x WHERE {where}x.status IN ({', '.join('?' * len(others))})",
+                user_params + others,
+            ))
         if not parts:
             return "0"
         return "(" + " OR ".join(parts) + ")"
@@ -597,23 +632,28 @@ class SQLSearchEngine(SearchEngine):
         if join:
             order.append("hits.score DESC")  # relevance
         if user_id is not None:
-            order.append("curation_shuffle(r.id, ?)")  # a stable order of its own for each user
-            ordering.add(str(user_id))
+            order.append("((r.rowid * ? + ?) & 2147483647)")  # a stable order of its own for each user
+            ordering.add(*user_order_key(user_id))
         order += ["r.inserted_at ASC", "r.id ASC"]
 
-        score = "hits.score" if join else "NULL"
-        rows = await self.reader.run(
-            f"SELECT r.id, {score}, count(*) OVER () FROM records r {join} WHERE {where} "
-            f"ORDER BY {', '.join(order)} LIMIT ? OFFSET ?",
-            params + ordering.params + [limit, offset],
-        )
-        if rows:
-            total = rows[0][2]
-        elif offset:
+        page = [limit, offset]
+        if join:  # text: match once, count with a window (the full-text match costs more than the sort)
+            (rows,) = await asyncio.to_thread(self.reader.snapshot, (
+                f"SELECT r.id, hits.score, count(*) OVER () FROM records r {join} WHERE {where} "
+                f"ORDER BY {', '.join(order)} LIMIT ? OFFSET ?", params + ordering.params + page))
+            total = rows[0][2] if rows else None
+        else:  # a count, then a top-N sort (cheaper than sorting every match)
+            counted, rows = await asyncio.to_thread(
+                self.reader.snapshot,
+                (f"SELECT count(*) FROM records r WHERE {where}", params),
+                (f"SELECT r.id, NULL, NULL FROM records r WHERE {where} ORDER BY {', '.join(order)} LIMIT ? OFFSET ?",
+                 params + ordering.params + page),
+            )
+            total = counted[0][0]
+        if total is None:  # a page past the end of a text search
             total = (await self.reader.run(f"SELECT count(*) FROM records r {join} WHERE {where}", params))[0][0]
-        else:
-            total = 0
-        return SearchResponses(items=[SearchResponseItem(record_id=UUID(rid), score=s) for rid, s, _ in rows], total=total)
+        return SearchResponses(items=[SearchResponseItem(record_id=UUID(rid), score=s) for rid, s, _ in rows],
+                               total=total)
 
     async def similarity_search(
         self,
