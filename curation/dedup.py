@@ -46,8 +46,14 @@ def normalize_key(text: str) -> bytes:
     return b" ".join(text.lower().encode("utf-8").translate(_PUNCT).split())
 
 
+def digest(key: bytes) -> bytes:
+    return hashlib.blake2b(key, digest_size=12).digest()
+
+
 def key_hash(text: str) -> bytes:
-    return hashlib.blake2b(normalize_key(text), digest_size=12).digest()
+    """The exact-duplicate key of a text, hashed (``normalize_key(a + "\\n" + b)`` keys equal
+    ``normalize_key(a) + b" " + normalize_key(b)``)."""
+    return digest(normalize_key(text))
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
@@ -71,7 +77,7 @@ class MinHasher:
         self.b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
         self.combine = rng.integers(1, 2**63, size=shingle_size, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
-    def signatures(self, texts: list[str], chunk_bytes: int = 8 << 20, progress=None) -> np.ndarray:
+    def signatures(self, texts: list[str], chunk_bytes: int = 512 << 10, progress=None) -> np.ndarray:
         """uint32 signatures (n, num_perm); texts without a word get all-ones rows (never candidates)."""
         out = np.full((len(texts), self.num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
         start = 0

@@ -105,6 +105,9 @@ def add_pipeline_commands(subparsers) -> None:
             _add_override(p, "--strategy", "export.strategy", str, "selection to export (export.strategy)")
         if command in ("export", "run"):
             _add_override(p, "--data-dir", "export.output_dir", str, "folder receiving <name>/ (export.output_dir)")
+            _add_override(p, "--dev-fraction", "export.dev_fraction", float, "held-out fraction (export.dev_fraction)")
+            _add_override(p, "--push-to-hub", "export.push_to_hub", str,
+                          "also push the dataset to this Hub id with `datasets` (export.push_to_hub)")
         if command == "run":
             p.add_argument("--no-argilla", action="store_true",
                            help="skip push/pull (no server): with --unattended the AI suggestions decide for the "

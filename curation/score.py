@@ -77,11 +77,14 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
 
     # duplicates
     full = [f"{p}\n{r}" for p, r in zip(prompts, responses)]
-    edges = {"exact": dedup.exact_pairs([dedup.key_hash(t) for t in full])}
+    norm_p = [dedup.normalize_key(p) for p in prompts]
+    norm_r = [dedup.normalize_key(r) for r in responses]
+    edges = {"exact": dedup.exact_pairs([dedup.digest(a + b" " + b) for a, b in zip(norm_p, norm_r)])}
     if s.dedup_same_prompt:
-        edges["same_prompt"] = dedup.exact_pairs([dedup.key_hash(p) for p in prompts])
-    edges["same_response"] = dedup.exact_pairs([dedup.key_hash(r) if len(r.split()) >= 8 else None
-                                                for r in responses])
+        edges["same_prompt"] = dedup.exact_pairs([dedup.digest(a) for a in norm_p])
+    edges["same_response"] = dedup.exact_pairs([dedup.digest(b) if w >= 8 else None
+                                                for b, w in zip(norm_r, heur["n_words"])])
+    del norm_p, norm_r
     clock.lap("exact_duplicates")
     with tqdm(total=n, desc="score: minhash", unit="cand", mininterval=1) as bar:
         sig = dedup.MinHasher(s.num_perm, s.shingle_size).signatures(full, progress=bar)

