@@ -82,9 +82,12 @@ def connect(
             if attempt < retries:
                 time.sleep(0.5 * 2**attempt)
     else:
+        hint = "check ARGILLA_API_URL"
+        if source.endswith("credentials.json"):
+            hint = f"start it with `python -m curation serve --workspace {Path(source).parent}`"
         raise ConnectionError(
-            f"Argilla server at {url} is not reachable ({type(last_error).__name__}: {last_error}); URL from {source}. "
-            "Start the local one with `python -m curation serve`, or check ARGILLA_API_URL."
+            f"Argilla server at {url} is not reachable ({type(last_error).__name__}: {last_error}); "
+            f"URL from {source}: {hint}."
         )
     try:
         return rg.Argilla(api_url=url, api_key=key, timeout=timeout, retries=retries)

@@ -170,6 +170,8 @@ def test_sigkill_while_logging_then_restart_keeps_everything(tmp_path):
     handle.process.wait(10)
     assert wait_dead([state["redis_pid"], state["worker_pid"]]) == [], "Redis or the worker outlived the server"
     logger.join(60)
+    with pytest.raises(ConnectionError, match=f"python -m curation serve --workspace {ws}"):
+        connect(ws, retries=0)
 
     started = cli("serve", "--detach", "--workspace", ws, "--port", port)
     assert started.returncode == 0, started.stdout + started.stderr

@@ -231,7 +231,8 @@ async def _serve(ws, sock, host, port, api_url, creds, created, show_credentials
         if server.started:
             # the worker imports argilla_server too: start it once the app answers, not alongside
             with open(ws.log_path.parent / "worker.log", "ab") as log:
-                worker = start_worker(dict(os.environ), log)
+                # argilla_server copies its UI into a temporary folder on import: keep the worker's in run/tmp too
+                worker = start_worker({**os.environ, "TMPDIR": tempfile.gettempdir()}, log)
             ws.write_state(
                 {
                     "pid": os.getpid(),

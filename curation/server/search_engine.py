@@ -459,7 +459,7 @@ class _VectorCache:
     def invalidate(self, dataset_id: str) -> None:
         self._generation[dataset_id] = self._generation.get(dataset_id, 0) + 1
 
-    def get(self, reader: _Reader, dataset_id: str, vector_settings_id: str) -> tuple[np.ndarray, np.ndarray]:
+    def get(self, reader: _Reader, dataset_id: str, vector_settings_id: str) -> tuple[np.ndarray, np.ndarray, dict]:
         count, last = reader.all(
             "SELECT count(*), max(rowid) FROM vectors WHERE vector_settings_id = ?", (vector_settings_id,)
         )[0]
@@ -467,7 +467,7 @@ class _VectorCache:
         with self._lock:
             entry = self._entries.get(vector_settings_id)
             if entry is not None and entry[0] == key:
-                return entry[1], entry[2]
+                return entry[1], entry[2], entry[3]
             rows = reader.all("SELECT record_id, value FROM vectors WHERE vector_settings_id = ?", (vector_settings_id,))
             ids = np.array([r[0] for r in rows], dtype=object)
             if rows:
@@ -476,8 +476,9 @@ class _VectorCache:
                 matrix /= np.where(norms == 0, 1, norms)
             else:
                 matrix = np.zeros((0, 0), dtype=np.float32)
-            self._entries[vector_settings_id] = (key, ids, matrix)
-            return ids, matrix
+            position = {record_id: i for i, record_id in enumerate(ids)}
+            self._entries[vector_settings_id] = (key, ids, matrix, position)
+            return ids, matrix, position
 
 
 _VECTORS = _VectorCache()
@@ -677,7 +678,7 @@ class SQLSearchEngine(SearchEngine):
             raise ValueError("Cannot find a vector value to apply with provided info")
 
         dataset_id = _hex(dataset.id)
-        ids, matrix = await asyncio.to_thread(_VECTORS.get, self.reader, dataset_id, _hex(vector_settings.id))
+        ids, matrix, position = await asyncio.to_thread(_VECTORS.get, self.reader, dataset_id, _hex(vector_settings.id))
         if len(ids) == 0:
             return SearchResponses(items=[], total=0)
         q = np.asarray(value, dtype=np.float32)
@@ -686,12 +687,14 @@ class SQLSearchEngine(SearchEngine):
         if order == SimilarityOrder.least_similar:
             cos = -cos
         scores = (1.0 + cos) / 2.0
-        mask = np.ones(len(ids), dtype=bool)
-        if excluded is not None:
-            mask &= ids != excluded
         if filter is not None or query is not None:
-            allowed = await self._matching_ids(dataset_id, query, filter)
-            mask &= np.fromiter((i in allowed for i in ids), dtype=bool, count=len(ids))
+            mask = np.zeros(len(ids), dtype=bool)
+            allowed = [position[i] for i in await self._matching_ids(dataset_id, query, filter) if i in position]
+            mask[allowed] = True
+        else:
+            mask = np.ones(len(ids), dtype=bool)
+        if excluded is not None and excluded in position:
+            mask[position[excluded]] = False
         if threshold is not None:
             mask &= scores >= threshold
         candidates = np.flatnonzero(mask)
