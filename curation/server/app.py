@@ -96,14 +96,32 @@ def _configure_sqlite() -> None:
         cursor.close()
 
 
-def _migrate() -> None:
+def _migrate(ws: Workspace) -> None:
+    """argilla-server's alembic migrations; skipped when this argilla-server version already migrated the DB."""
+    import sqlite3
+    from importlib.metadata import version
+
     import argilla_server
     from alembic import command
     from alembic.config import Config
 
+    marker = ws.home_path / "migrated.json"
+
+    def revision() -> str | None:
+        try:
+            with sqlite3.connect(ws.db_path) as con:
+                return con.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+        except sqlite3.Error:
+            return None
+
+    done = json.loads(marker.read_text()) if marker.exists() else {}
+    current = {"argilla_server": version("argilla-server"), "revision": revision()}
+    if done and done == current:
+        return
     cfg = Config()  # no ini file: alembic must not reconfigure our logging
     cfg.set_main_option("script_location", str(Path(argilla_server.__file__).parent / "alembic"))
     command.upgrade(cfg, "head")
+    marker.write_text(json.dumps({"argilla_server": current["argilla_server"], "revision": revision()}) + "\n")
 
 
 async def _ensure_owner(creds: dict, reset: bool, workspace_name: str) -> None:
@@ -190,7 +208,7 @@ def serve(
         from curation.server import patches
 
         patches.apply()
-        _migrate()
+        _migrate(ws)
         from curation.server.search_engine import ensure_schema
 
         ensure_schema(str(ws.db_path))
