@@ -245,6 +245,7 @@ def test_text_search_relevance_fields_phrases_chat(curated):
     assert search(curated, {"query": {"text": {"q": "giraffe"}}})[0] == ["r09"]  # stemmed
     assert search(curated, {"query": {"text": {"q": "gira*"}}})[0] == ["r09"]
     assert search(curated, {"query": {"text": {"q": "zebra -middle"}}})[1] == 2
+    assert search(curated, {"query": {"text": {"q": "-zebra -giraffes"}}})[1] == N - 4  # only exclusions
     assert search(curated, {"query": {"text": {"q": "zebra answer"}}})[0] == ["r05"]  # all terms, across fields
     assert search(curated, {"query": {"text": {"q": "okapi"}}})[1] == 0
     assert search(curated, {"query": {"text": {"q": "(&*!"}}})[1] == 0  # no syntax error on odd input
@@ -404,3 +405,14 @@ def test_deleting_a_dataset_removes_its_records_from_search(argilla_server):
     orphans = con.execute("SELECT count(*) FROM curation_fts_docs WHERE record_id NOT IN (SELECT id FROM records)")
     assert orphans.fetchone()[0] == 0
     con.close()
+
+
+def test_text_query_translation():
+    import doctest
+
+    from curation.server import text_query
+
+    assert doctest.testmod(text_query).failed == 0
+    # user input never becomes FTS5 syntax
+    assert text_query.fts_expression('NEAR("x") AND OR') == '"NEAR x" AND "AND" AND "OR"'
+    assert text_query.fts_expression("   ") is None

@@ -19,7 +19,6 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
-import re
 import sqlite3
 import threading
 from typing import Iterable, List, Optional, Union
@@ -49,6 +48,8 @@ from argilla_server.search_engine.base import (
 )
 from argilla_server.settings import settings
 from sqlalchemy import make_url
+
+from curation.server.text_query import fts_expression
 
 ENGINE_NAME = "curation-sql"
 
@@ -125,18 +126,13 @@ def ensure_schema(db_path: str) -> int:
 
 
 def _split_sql(script: str) -> list[str]:
-    """Split the schema into statements; trigger bodies keep their inner semicolons."""
-    statements, current, depth = [], [], 0
-    for line in script.strip().splitlines():
-        current.append(line)
-        stripped = line.strip()
-        if re.search(r"\bBEGIN\b", stripped) and stripped.startswith("CREATE TRIGGER"):
-            depth += 1
-        if stripped.endswith("END;"):
-            depth -= 1
-        if depth == 0 and stripped.endswith(";"):
-            statements.append("\n".join(current))
-            current = []
+    """Split a script into statements (sqlite3.complete_statement knows trigger bodies)."""
+    statements, current = [], ""
+    for line in script.strip().splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
     return statements
 
 
@@ -212,51 +208,6 @@ def _json_path(name: str) -> str:
     if '"' in name or "\\" in name:
         raise ValueError(f"Unsupported name {name!r}")
     return f'$."{name}"'
-
-
-# ---------------------------------------------------------------------------------------------
-# Text queries: Elasticsearch simple_query_string syntax (AND by default, "phrases", prefix*,
-# -negation, a | b) translated to an FTS5 expression with every term quoted.
-# ---------------------------------------------------------------------------------------------
-_TOKEN = re.compile(r'(-?)"([^"]*)"|(\|)|(\S+)')
-
-
-def fts_expression(text: str) -> Optional[str]:
-    """Translate a user query into FTS5; None when nothing searchable is left.
-
-    >>> fts_expression('good answer')
-    '"good" AND "answer"'
-    >>> fts_expression('"exact phrase" -spam pyth*')
-    '"exact phrase" AND "pyth"* NOT "spam"'
-    >>> fts_expression('cats | dogs')
-    '("cats" OR "dogs")'
-    """
-    groups: list[list[str]] = [[]]  # OR-groups of AND-ed positive terms
-    negative: list[str] = []
-    for neg, phrase, bar, word in _TOKEN.findall(text):
-        if bar:
-            groups.append([])
-            continue
-        if phrase:
-            term, prefix = phrase, False
-        else:
-            neg = "-" if word.startswith("-") else ""
-            word = word.lstrip("-+")
-            prefix = word.endswith("*")
-            term = word.rstrip("*")
-        term = re.sub(r"[^\w\s']+", " ", term).strip()
-        if not term:
-            continue
-        quoted = '"' + term.replace('"', "") + '"' + ("*" if prefix else "")
-        (negative if neg else groups[-1]).append(quoted)
-    groups = [g for g in groups if g]
-    if not groups:
-        return None
-    ands = [" AND ".join(g) for g in groups]
-    expr = ands[0] if len(ands) == 1 else "(" + " OR ".join(f"({a})" if " AND " in a else a for a in ands) + ")"
-    if negative:
-        expr += " NOT " + (negative[0] if len(negative) == 1 else "(" + " OR ".join(negative) + ")")
-    return expr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -589,11 +540,11 @@ class SQLSearchEngine(SearchEngine):
             return None
         if isinstance(query, str):
             query = TextQuery(q=query)
-        expr = fts_expression(query.q)
+        field_token = "fxall" if not query.field else "f" + query.field.encode().hex().upper()
+        expr = fts_expression(query.q, anchor=f'd : "d{dataset_id}" AND f : "{field_token}"')
         if expr is None:
             return ""
-        field_token = "fxall" if not query.field else "f" + query.field.encode().hex().upper()
-        sql.add(f'd : "d{dataset_id}" AND f : "{field_token}" AND ({expr})')
+        sql.add(expr)
         return (
             "JOIN (SELECT docs.record_id AS id, -bm25(curation_fts, 0.0, 0.0, 1.0) AS score FROM curation_fts "
             "JOIN curation_fts_docs docs ON docs.docid = (curation_fts.rowid >> 8) WHERE curation_fts MATCH ?) hits "
