@@ -46,15 +46,15 @@ class Pool:
 
     def __init__(self, ws: Workspace, cfg: CurationConfig):
         ws.require(ws.signals, "score")
-        sig = pq.read_table(ws.signals)
+        names = ("quality", "response_chars", "dup_group", "eligible", "contaminated", "exclude_reason", "source",
+                 "category", "c_length", "c_structure", "c_prompt", "rating", "first_person", "refusal", "language",
+                 "cluster", "quality_heuristic", "representative")
+        sig = pq.read_table(ws.signals, columns=["id", *names])
         self.ids = sig.column("id").to_pylist()
         self.n = len(self.ids)
         # ids are content hashes: their order is a stable pseudo-random tie-break
         self.id_rank = np.argsort(np.argsort(np.asarray(self.ids, dtype=object).astype(str), kind="stable"))
-        self.col = {name: np.asarray(sig.column(name).to_pylist()) for name in (
-            "quality", "response_chars", "dup_group", "eligible", "contaminated", "exclude_reason", "source",
-            "category", "c_length", "c_structure", "c_prompt", "rating", "first_person", "refusal", "language",
-            "cluster", "quality_heuristic", "representative")}
+        self.col = {name: sig.column(name).to_numpy(zero_copy_only=False) for name in names}
         self.vectors = np.load(ws.embeddings, mmap_mode="r") if ws.embeddings.exists() else None
         if self.vectors is not None and len(self.vectors) != self.n:
             raise ValueError(f"{ws.embeddings} has {len(self.vectors)} rows but signals.parquet has {self.n}: "
@@ -278,12 +278,13 @@ def _why(strategy: str, rank: int, i: int, pool: Pool, res: dict, cfg: CurationC
 
 def write_selection(strategy: str, res: dict, pool: Pool, ws: Workspace, cfg: CurationConfig) -> int:
     chosen = res["chosen"]
-    wanted = set(pool.ids[i] for i in chosen)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    wanted = [pool.ids[i] for i in chosen]
     cand = pq.read_table(ws.candidates, columns=["id", "messages", "source", "meta"])
-    rows = {}
-    for rec in cand.to_pylist():
-        if rec["id"] in wanted:
-            rows[rec["id"]] = rec
+    cand = cand.filter(pc.is_in(cand.column("id"), value_set=pa.array(wanted, pa.string())))
+    rows = {rec["id"]: rec for rec in cand.to_pylist()}
     out = []
     for rank, i in enumerate(chosen, start=1):
         cid = pool.ids[i]
