@@ -235,7 +235,8 @@ class _Sql:
     # -- filters --
     def filter(self, f: Filter) -> str:
         if isinstance(f, AndFilter):
-            parts = [self.filter(inner) for inner in f.filters]
+            # cheapest first: SQLite tests the conditions in order, and parsing metadata JSON costs the most
+            parts = [self.filter(inner) for inner in sorted(f.filters, key=_filter_cost)]
             return "(" + " AND ".join(parts) + ")" if parts else "1"
         scope = f.scope
         if isinstance(scope, ResponseFilterScope):
@@ -389,6 +390,18 @@ class _Sql:
         else:
             raise ValueError(f"Unsupported sort scope {scope!r}")
         return f"{expr} {direction} NULLS LAST"
+
+
+def _filter_cost(f: Filter) -> int:
+    """A rank of how much a condition costs per record: columns, then sets of ids, then JSON parsing."""
+    scope = getattr(f, "scope", None)
+    if isinstance(f, AndFilter):
+        return 5
+    if isinstance(scope, RecordFilterScope):
+        return 0
+    if isinstance(scope, (SuggestionFilterScope, ResponseFilterScope)):
+        return 1
+    return 2 if isinstance(f, RangeFilter) else 3
 
 
 def _as_db_time(value: Optional[float]) -> Optional[str]:
