@@ -154,7 +154,9 @@ def main(argv=None) -> int:
     gen_common = ["--prompts", args.eval_prompts, "--max-new-tokens", "64" if args.quick else "128", "--seed", "0"]
     run([PY, "-m", "eval", "generate", "--model", model, "--adapter", str(run_dir), "--out", str(candidate),
          *gen_common], env=env)
-    run([PY, "-m", "eval", "generate", "--model", model, "--out", str(reference), *gen_common], env=env)
+    # the base is prompted with the chat template it was fine-tuned with (saved in the run folder)
+    run([PY, "-m", "eval", "generate", "--model", model, "--tokenizer", str(run_dir), "--out", str(reference),
+         *gen_common], env=env)
 
     banner(8, "Judge pairwise, both orders")
     judgments = gen_dir / "judgments.jsonl"
