@@ -65,11 +65,13 @@ def make_pool(path: Path, n: int, seed: int = 0) -> dict:
             words = src["response"].split(" ")
             for _ in range(3):
                 words[rng.randrange(len(words))] = rng.choice(["very", "quite", "often", "simply"])
-            rec = {"prompt": src["prompt"] + " Please explain.", "response": " ".join(words), "source": "near"}
+            rec = {"prompt": src["prompt"] + " Please explain.", "response": " ".join(words), "source": "near",
+                   "of": src["n"]}
             planted["near"] += 1
         elif records and roll < 0.03:
             src = rng.choice(records)
-            rec = {"prompt": src["prompt"].upper(), "response": src["response"].lower(), "source": "exact"}
+            rec = {"prompt": src["prompt"].upper(), "response": src["response"].lower(), "source": "exact",
+                   "of": src["n"]}
             planted["exact"] += 1
         elif roll < 0.04:
             rec = {"prompt": f"{rng.choice(openers)} {rng.choice(bank)[:-1].lower()}?",
@@ -87,11 +89,13 @@ def make_pool(path: Path, n: int, seed: int = 0) -> dict:
                     paras.append(" ".join(rng.choice(bank) for _ in range(rng.randint(2, 5))))
             rec = {"prompt": f"{rng.choice(openers)} {rng.choice(bank)[:-1].lower()}? Context: {rng.choice(bank)}",
                    "response": "\n\n".join(paras), "source": f"pool-{i % 4}"}
+        rec["n"] = i
         records.append(rec)
     with open(path, "w", encoding="utf-8") as fh:
         for i, rec in enumerate(records):
+            meta = {"n": i, **({"of": rec["of"]} if "of" in rec else {})}
             fh.write(json.dumps({"prompt": rec["prompt"], "response": rec["response"], "source": rec["source"],
-                                 "meta": {"n": i}}, ensure_ascii=False) + "\n")
+                                 "meta": meta}, ensure_ascii=False) + "\n")
     chars = sum(len(r["response"]) for r in records) / n
     return {"planted": planted, "mean_response_chars": round(chars, 1), "bytes": path.stat().st_size}
 
@@ -101,6 +105,24 @@ def synthetic_embeddings(n: int, dim: int = 384, centres: int = 500, seed: int =
     c = rng.standard_normal((centres, dim)).astype(np.float32)
     v = c[rng.integers(0, centres, n)] + 0.8 * rng.standard_normal((n, dim)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def planted_recall(ws) -> dict:
+    """How many planted near and exact duplicates ended in the same duplicate group as their source."""
+    import pyarrow.parquet as pq
+
+    cand = pq.read_table(ws.candidates, columns=["source", "meta"]).to_pylist()
+    group = pq.read_table(ws.signals, columns=["dup_group"]).column("dup_group").to_pylist()
+    row_of = {}
+    metas = [json.loads(c["meta"]) for c in cand]
+    for k, m in enumerate(metas):
+        row_of[m["n"]] = k
+    out = {}
+    for kind in ("near", "exact"):
+        pairs = [(k, row_of.get(m["of"])) for k, (c, m) in enumerate(zip(cand, metas)) if c["source"] == kind]
+        found = sum(1 for a, b in pairs if b is not None and group[a] >= 0 and group[a] == group[b])
+        out[kind] = {"planted": len(pairs), "found": found, "recall": round(found / max(len(pairs), 1), 4)}
+    return out
 
 
 def bench_size(n: int, root: Path, embed_sample: int) -> dict:
@@ -135,6 +157,7 @@ def bench_size(n: int, root: Path, embed_sample: int) -> dict:
     res["duplicates"] = rep["duplicates"]
     res["eligible"] = rep["eligible"]
     res["ingest_heuristics_neardup_s"] = round(res["ingest_s"] + res["heuristics_neardup_s"], 2)
+    res["planted_duplicates_found"] = planted_recall(ws)
     res["candidates_per_s"] = round(n / res["ingest_heuristics_neardup_s"], 1)
 
     # embedding throughput on a sample (real model, real texts)

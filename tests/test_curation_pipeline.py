@@ -294,8 +294,8 @@ def _argilla_env(server) -> dict:
     return {"ARGILLA_API_URL": server.api_url, "ARGILLA_API_KEY": server.api_key}
 
 
-def _answer(server, username: str, server_ids: dict, plan: dict) -> None:
-    """Submit one curator's answers with their own client and API key, through the SDK."""
+def _answer(server, username: str, server_ids: dict, plan: dict, status: str = "submitted") -> None:
+    """Submit (or save as draft) one curator's answers with their own client and API key, through the SDK."""
     import argilla as rg
     from argilla.responses import UserResponse
 
@@ -303,7 +303,7 @@ def _answer(server, username: str, server_ids: dict, plan: dict) -> None:
     client = server.client(key)
     me = client.me.id
     for rid, values in plan.items():
-        responses = [rg.Response(q, v, user_id=me, status="submitted") for q, v in values.items()]
+        responses = [rg.Response(q, v, user_id=me, status=status) for q, v in values.items()]
         client.api.records.create_record_response(record_id=server_ids[rid],
                                                   user_response=UserResponse(responses, client=client)._model)
 
@@ -348,7 +348,7 @@ def test_curators_in_the_loop(ws_copy, argilla_server, tmp_path):
 
     # two curators answer through the SDK, each with their own API key
     server_ids = {r.id: r._server_id for r in records}
-    r1, r2, r3, r4, r5 = [s["id"] for s in shortlist[:5]]
+    r1, r2, r3, r4, r5, r6 = [s["id"] for s in shortlist[:6]]
     _answer(argilla_server, "curator-ann", server_ids, {
         r1: {"keep": "keep", "quality": 5, "edited_response": "Ann's improved answer.", "category": "coding"},
         r2: {"keep": "keep", "quality": 4},
@@ -362,6 +362,7 @@ def test_curators_in_the_loop(ws_copy, argilla_server, tmp_path):
         r3: {"keep": "discard", "quality": 2},
         r4: {"keep": "keep", "quality": 4, "edited_response": "Bob's edit of four."},
     })
+    _answer(argilla_server, "curator-bob", server_ids, {r6: {"keep": "discard", "quality": 1}}, status="draft")
     out = ok("pull", *common, env=env)
     pull = json.loads((ws_copy / "pull.json").read_text())
     c = pull["counts"]
@@ -375,6 +376,7 @@ def test_curators_in_the_loop(ws_copy, argilla_server, tmp_path):
     assert decisions[r2]["decision"] == "discard" and decisions[r2]["tie"] and decisions[r2]["disputed"]
     assert decisions[r4]["edit_by"] == "curator-ann"  # equal ratings, equal support: username order
     assert decisions[r5]["n_answers"] == 1 and decisions[r5]["decision"] == "keep"
+    assert r6 not in decisions  # a draft is not an answer
     assert [d["id"] for d in read_jsonl(ws_copy / "disputed.jsonl")] == [r2]
 
     # a budget larger than what was kept warns with the numbers
