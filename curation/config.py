@@ -56,6 +56,8 @@ class ScoreConfig:
     num_perm: int = _f(128, "MinHash permutations.")
     dedup_same_prompt: bool = _f(True, "Treat candidates whose prompts are identical (after normalization) as "
                                        "duplicates of each other, so at most one answer per prompt is selected.")
+    dup_keep_margin: float = _f(0.1, "In a duplicate group the earliest eligible candidate (pool order) is kept "
+                                     "unless a later one scores more than this much higher.")
     embed: bool = _f(True, "Compute sentence embeddings (needed for diversity, clusters, vectors and "
                            "embedding decontamination).")
     embedding_model: str = _f("all-MiniLM-L6-v2", "sentence-transformers model name or path; all-MiniLM-L6-v2 is "
@@ -229,6 +231,8 @@ class CurationConfig:
                 issues.append(f"ingest.pools[{i}] must be a path or a {{path, source, format, mapping}} object")
         if not 0 <= self.ingest.max_reject_fraction <= 1:
             issues.append("ingest.max_reject_fraction must be within [0, 1]")
+        if not 0 <= s.dup_keep_margin <= 1:
+            issues.append("score.dup_keep_margin must be within [0, 1]")
         if not 0 < s.near_dup_threshold <= 1:
             issues.append("score.near_dup_threshold must be within (0, 1]")
         if s.shingle_size < 1:

@@ -171,7 +171,7 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
     cols["exclude_reason"] = reasons
 
     # AI suggestions (what unattended curation decides): keep the best eligible member of each duplicate group
-    best_of_group = _best_of_groups(group, q, eligible)
+    best_of_group = _best_of_groups(group, q, eligible, s.dup_keep_margin)
     keep = eligible & best_of_group & (q >= cfg.push.keep_threshold)
     sugg_rating = np.where(~np.isnan(rating), np.nan_to_num(rating), np.clip(np.rint(1 + 4 * q), 1, 5))
     cols["representative"] = best_of_group.tolist()
@@ -227,17 +227,24 @@ class _Clock:
         return dict(self._laps)
 
 
-def _best_of_groups(group: np.ndarray, q: np.ndarray, eligible: np.ndarray) -> np.ndarray:
-    """True for candidates without duplicates and for the best eligible member of each group."""
-    best = group < 0
-    order = np.lexsort((np.arange(len(q)), -q, ~eligible))  # eligible first, then quality, then position
-    seen = set()
-    for i in order:
-        g = group[i]
-        if g >= 0 and g not in seen:
-            seen.add(g)
-            best[i] = True
-    return best
+def _best_of_groups(group: np.ndarray, q: np.ndarray, eligible: np.ndarray, margin: float) -> np.ndarray:
+    """True for candidates without duplicates and for the one kept member of each duplicate group.
+
+    The kept member is the earliest eligible one (pool order: the original, usually) unless a later eligible
+    member scores more than ``margin`` higher; in a group with no eligible member, the earliest.
+    """
+    keep = group < 0
+    members: dict[int, list[int]] = {}
+    for i in np.flatnonzero(group >= 0):
+        members.setdefault(int(group[i]), []).append(int(i))
+    for idx in members.values():  # indices ascending: pool order
+        ok = [i for i in idx if eligible[i]]
+        if not ok:
+            keep[idx[0]] = True
+            continue
+        best = max(q[i] for i in ok)
+        keep[next(i for i in ok if q[i] >= best - margin)] = True
+    return keep
 
 
 def _rate(cfg, ws, table, q_heur, eligible, group):
@@ -246,7 +253,7 @@ def _rate(cfg, ws, table, q_heur, eligible, group):
     s = cfg.score
     n = len(q_heur)
     limit = s.judge_limit or 3 * cfg.select.budget
-    rep = _best_of_groups(group, q_heur, eligible)
+    rep = _best_of_groups(group, q_heur, eligible, s.dup_keep_margin)
     order = [i for i in np.lexsort((np.arange(n), -q_heur)) if eligible[i] and rep[i]][:limit]
     messages = table.column("messages").to_pylist()
     items = [(_render_context(messages[i]), messages[i][-1]["content"]) for i in order]

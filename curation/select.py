@@ -8,16 +8,16 @@ Strategies, all at the same budget on the same pool:
   quality``, then diversified;
 - ``signals``: every eligible candidate ranked by the signals quality score,
   then diversified (what unattended curation falls back to);
-- ``random``: a seeded random sample;
-- ``longest``: the longest responses first.
+- ``random``: a seeded random sample of the pool;
+- ``longest``: the longest responses of the pool first.
 
-Rules for every strategy: never two members of a duplicate group (exact, near,
-same prompt or same response), never a contaminated prompt, never a response
-shorter than ``score.min_response_chars``; within a duplicate group the first
-member in the strategy's order decides for the group. ``curated`` and
-``signals`` also apply the quality filters (refusals, language) and
-``select.min_quality``, and ``signals`` considers only each group's best
-member (the one curators were shown); the baselines deliberately do not. Quotas (``select.quota_field``) apply to
+Rules for every strategy, baselines included, so that all compete on the same
+pool: the hard filters (no refusal, no response shorter than
+``score.min_response_chars``, only ``score.languages``, no contaminated
+prompt) and only the kept member of each duplicate group (exact, near, same
+prompt or same response; see ``score.dup_keep_margin``). ``curated`` and
+``signals`` also require ``select.min_quality`` and apply the diversity step;
+the baselines deliberately do not. Quotas (``select.quota_field``) apply to
 all strategies.
 
 Diversity: ``greedy`` walks candidates in rank order and skips one whose
@@ -59,8 +59,9 @@ class Pool:
         if self.vectors is not None and len(self.vectors) != self.n:
             raise ValueError(f"{ws.embeddings} has {len(self.vectors)} rows but signals.parquet has {self.n}: "
                              "re-run score")
-        self.integrity = (~self.col["contaminated"].astype(bool)) & (
-            self.col["response_chars"] >= cfg.score.min_response_chars)
+        # every strategy: the hard filters (refusal, too short, language, contaminated prompt) and one member per
+        # duplicate group
+        self.allowed = self.col["eligible"].astype(bool) & self.col["representative"].astype(bool)
         self.decisions = None
         if ws.decisions.exists():
             dec = pq.read_table(ws.decisions).to_pylist()
@@ -193,12 +194,12 @@ def select_strategy(strategy: str, pool: Pool, cfg: CurationConfig) -> dict:
             c = decisions.get(cid, {}).get("category")
             if c:
                 categories[k] = c
-        hard = pool.col["eligible"].astype(bool) & pool.integrity
+        hard = pool.allowed
         blocked = kept & ~hard
         if blocked.any():
             reasons = {}
             for k in np.flatnonzero(blocked):
-                r = pool.col["exclude_reason"][k] or "integrity"
+                r = pool.col["exclude_reason"][k] or "duplicate"
                 reasons[r] = reasons.get(r, 0) + 1
             warnings.append(f"{int(blocked.sum())} kept records were still excluded by the hard filters: "
                             + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
@@ -213,19 +214,18 @@ def select_strategy(strategy: str, pool: Pool, cfg: CurationConfig) -> dict:
                             f"({available} selectable after the hard filters); selecting at most {available}")
         diversity = sel.diversity
     elif strategy == "signals":
-        mask = (pool.col["eligible"].astype(bool) & pool.integrity & pool.col["representative"].astype(bool)
-                & (q >= sel.min_quality))
+        mask = pool.allowed & (q >= sel.min_quality)
         r = _rank(q, pos)
         order = r[mask[r]]
         diversity = sel.diversity
     elif strategy == "random":
         rng = np.random.default_rng(sel.seed)
         r = rng.permutation(n)
-        order = r[pool.integrity[r]]
+        order = r[pool.allowed[r]]
         diversity = "none"
     elif strategy == "longest":
         r = _rank(pool.col["response_chars"].astype(float), pos)
-        order = r[pool.integrity[r]]
+        order = r[pool.allowed[r]]
         diversity = "none"
     else:
         raise ValueError(f"unknown strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")

@@ -180,7 +180,7 @@ def save_npy(path: str | os.PathLike, array) -> None:
 
 
 #: Bumped when a step's output for the same inputs changes, so old workspaces re-run instead of skipping.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 
 
 def fingerprint(*parts: Any) -> str:

@@ -155,8 +155,11 @@ def test_strategies_never_pick_duplicates_or_contaminated_prompts(ws_copy, tmp_p
         assert len(groups) == len(set(groups)), f"{strategy} picked two members of a duplicate group"
         assert not any(sig[i]["contaminated"] for i in ids), f"{strategy} picked a contaminated prompt"
         assert all(e["meta"]["why"]["strategy"] == strategy and e["meta"]["why"]["reason"] for e in chosen)
+        # no strategy, baselines included, picks a refusal, a duplicate copy, a contaminated or non-English example
+        hard = {"refusal", "ai-disclaimer", "exact-duplicate", "near-duplicate", "contaminated", "non-english"}
+        assert not {e["meta"].get("planted") for e in chosen} & hard, strategy
     signals_ids = {e["meta"]["candidate_id"] for e in read_jsonl(ws_copy / "selection" / "signals.jsonl")}
-    assert not signals_ids & planted_ids
+    assert not signals_ids & planted_ids  # nor LIMA's markers (first person, other answers) with the signals
     longest = read_jsonl(ws_copy / "selection" / "longest.jsonl")
     lengths = [len(e["messages"][-1]["content"]) for e in longest]
     assert lengths == sorted(lengths, reverse=True)
