@@ -320,3 +320,37 @@ def test_pending_records_are_decided_only_in_unattended_mode():
     assert _decide([], suggestion=s).decided_by == "pending"
     d = _decide([], suggestion=s, unattended=True)
     assert (d.decision, d.decided_by, d.mean_rating, d.category) == ("keep", "ai", 4.0, "coding")
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+def test_an_interrupted_embedding_run_resumes_from_its_cache(tmp_path):
+    """Chunks are saved as they finish: after a failure, a re-run embeds only what is missing."""
+    from curation import embed
+
+    texts = [f"Question {i}: how does feature number {i} of the library work, with an example?" for i in range(30)]
+    ids = [f"id{i}" for i in range(30)]
+    model = embed.load_model("all-MiniLM-L6-v2")
+    original = model.encode
+    calls = []
+
+    def failing_encode(batch, **kw):
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise KeyboardInterrupt("interrupted")
+        return original(batch, **kw)
+
+    model.encode = failing_encode
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            embed.embed(ids, texts, model_name="all-MiniLM-L6-v2", cache_root=tmp_path, kind="example", chunk=10)
+        assert len(list(tmp_path.rglob("part-*.npz"))) == 2
+        calls.clear()
+        vecs = embed.embed(ids, texts, model_name="all-MiniLM-L6-v2", cache_root=tmp_path, kind="example", chunk=10)
+        assert calls == [10]  # only the missing chunk
+    finally:
+        model.encode = original
+    fresh = original(texts, normalize_embeddings=True, convert_to_numpy=True)
+    assert vecs.shape == (30, 384) and np.allclose(vecs, fresh, atol=1e-5)
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
