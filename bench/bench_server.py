@@ -28,6 +28,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import sqlite3
 import statistics
 import sys
@@ -166,13 +167,35 @@ def search_suite(api_url: str, keys: dict, dataset_id: str, probe_vector: list, 
     return results
 
 
+def measure_start(root: Path, ws: Path, port: int, runs: int = 3):
+    """Median seconds until the API answers: a first start on fresh workspaces, then restarts of one of them.
+    Returns (timings, the handle of the last restart, still running)."""
+    firsts, restarts, handle = [], [], None
+    for i in range(runs):
+        t = time.perf_counter()
+        h = start_server(root / f"fresh-{i}" if i else ws, port=port, detach=False)
+        firsts.append(time.perf_counter() - t)
+        h.stop()
+    for i in range(runs):
+        t = time.perf_counter()
+        handle = start_server(ws, port=port, detach=False)
+        restarts.append(time.perf_counter() - t)
+        if i < runs - 1:
+            handle.stop()
+    timings = {"first_start": round(statistics.median(firsts), 2), "restart": round(statistics.median(restarts), 2),
+               "first_start_runs": [round(x, 2) for x in firsts], "restart_runs": [round(x, 2) for x in restarts]}
+    return timings, handle
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="skip the 100k step")
     ap.add_argument("--log-100k", action="store_true", help="log the 100k records through the API")
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--only-start", action="store_true", help="measure start times only; update the results file")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "server.json"))
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the server and the workspace
     warnings.simplefilter("ignore")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
@@ -183,16 +206,23 @@ def main(argv=None) -> int:
                              "load_avg_at_start": os.getloadavg()}}
     handle = None
     try:
-        t = time.perf_counter()
-        handle = start_server(ws, port=port, detach=False)
-        first = time.perf_counter() - t
-        handle.stop()
-        t = time.perf_counter()
-        handle = start_server(ws, port=port, detach=False)
-        restart = time.perf_counter() - t
-        out["start_s"] = {"first_start": round(first, 2), "restart": round(restart, 2)}
-        print(f"start: first {first:.1f} s, restart {restart:.1f} s")
+        out["start_s"], handle = measure_start(root, ws, port)
+        print(f"start (median of 3): first {out['start_s']['first_start']} s, restart {out['start_s']['restart']} s")
+        if args.only_start:
+            previous = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+            out = {**previous, "start_s": out["start_s"],
+                   "machine": {**previous.get("machine", {}), "start_load_avg": os.getloadavg()}}
+            if "meets_targets" in out:
+                out["meets_targets"]["start_s"] = max(out["start_s"]["first_start"],
+                                                      out["start_s"]["restart"]) <= TARGETS["start_s"]
+            return_early = True
+        else:
+            return_early = False
 
+        if return_early:
+            Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+            print(f"updated start_s in {args.out}")
+            return 0
         import argilla as rg
 
         from curation.server.users import add_user
@@ -244,7 +274,7 @@ def main(argv=None) -> int:
 
         out["targets"] = TARGETS
         out["meets_targets"] = {
-            "start_s": max(out["start_s"].values()) <= TARGETS["start_s"],
+            "start_s": max(out["start_s"]["first_start"], out["start_s"]["restart"]) <= TARGETS["start_s"],
             "log_1000_s": out["log_s"]["1000"] <= TARGETS["log_1000_s"],
             "search_p50_10k_ms": s10["all"]["p50_ms"] <= TARGETS["search_p50_10k_ms"]
             and max(v["p50_ms"] for v in s10.values()) <= TARGETS["search_p50_10k_ms"],
