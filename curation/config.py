@@ -390,6 +390,8 @@ def resolve(config_path: str | None, overrides: dict[str, Any], workspace: str |
         ws = workspace or overrides.get("workspace")
         saved = Path(ws) / "config.yaml" if ws else None
         cfg = CurationConfig.from_yaml(saved) if saved and saved.exists() else CurationConfig()
+        # letting AI suggestions decide is asked for each time (flag or recipe), never remembered
+        cfg.pull.unattended = False
     for key, value in overrides.items():
         cfg.set(key, value, where="command line")
     return cfg.validate()

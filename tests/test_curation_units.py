@@ -78,6 +78,10 @@ def test_a_step_without_config_reuses_the_workspace_config(tmp_path):
     (ws / "config.yaml").write_text(saved.to_yaml(), encoding="utf-8")
     assert resolve(None, {}, workspace=str(ws)).select.budget == 77
     assert resolve(None, {"select.budget": 5}, workspace=str(ws)).select.budget == 5
+    saved.pull.unattended = True  # never remembered: AI decisions are asked for each time
+    (ws / "config.yaml").write_text(saved.to_yaml(), encoding="utf-8")
+    assert resolve(None, {}, workspace=str(ws)).pull.unattended is False
+    assert resolve(None, {"pull.unattended": True}, workspace=str(ws)).pull.unattended is True
 
 
 # --------------------------------------------------------------------------- workspace
