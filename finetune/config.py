@@ -55,8 +55,10 @@ class FinetuneConfig:
         "FSDP-QLoRA so FSDP can shard them like the other weights.", "model",
         ("uint8", "bfloat16", "float16", "float32"))
     attn_implementation: str = _f(
-        "sdpa", "Attention kernel. sdpa and eager keep packed examples apart through position_ids; "
-        "flash_attention_2 needs the flash-attn package and a GPU.", "model",
+        "sdpa", "Attention kernel. sdpa: with padding_free/packing batches each example runs through sdpa on "
+        "its own (cost sum of len^2, no mask; finetune/attention.py), with padded batches plain sdpa; eager: "
+        "a block-diagonal mask from position_ids; flash_attention_2: the varlen kernel (flash-attn package, "
+        "GPU).", "model",
         ("sdpa", "eager", "flash_attention_2"))
     # ----------------------------------------------------------------- lora
     lora_r: int = _f(64, "LoRA rank (QLoRA paper: 64).", "lora")

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from curation.schema import DataError, read_examples
 
@@ -309,18 +308,7 @@ def collator_for(batching: str, pad_token_id: int):
     return PaddedCollator(pad_token_id) if batching == "padded" else PaddingFreeCollator()
 
 
-def padding_waste(batch: dict) -> tuple[int, int]:
-    """(real tokens, tensor positions) of a collated batch."""
-    total = batch["input_ids"].numel()
-    real = int(batch["attention_mask"].sum()) if "attention_mask" in batch else total
-    return real, total
-
-
 def describe(stats: DataStats, label: str, max_length: int) -> str:
     return (f"{label}: {stats.kept}/{stats.examples} examples, {stats.tokens} tokens "
             f"({stats.label_tokens} trained), longest {stats.longest}; over max_length={max_length}: "
             f"{stats.truncated} truncated, {stats.dropped_overlong} dropped")
-
-
-def is_template_marked(template: Any) -> bool:
-    return isinstance(template, str) and re.search(r"{%-?\s*generation\s*-?%}", template) is not None

@@ -275,13 +275,22 @@ def quantization_config(cfg: FinetuneConfig, dtype):
     )
 
 
-def load_base(cfg: FinetuneConfig, dtype, *, quantized: bool | None = None):
+def training_attention(cfg: FinetuneConfig) -> str:
+    """sdpa with padding-free or packed batches: per-example sdpa (finetune/attention.py), else as configured."""
+    if cfg.attn_implementation == "sdpa" and cfg.batching != "padded":
+        from finetune.attention import register
+
+        return register()
+    return cfg.attn_implementation
+
+
+def load_base(cfg: FinetuneConfig, dtype, *, quantized: bool | None = None, attn: str | None = None):
     """The base model as training sees it: 4-bit NF4 (QLoRA) or unquantized in ``dtype``."""
     import torch
     from transformers import AutoModelForCausalLM
 
     quantized = cfg.quantization == "nf4" if quantized is None else quantized
-    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": cfg.attn_implementation}
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn or cfg.attn_implementation}
     if quantized:
         kwargs["quantization_config"] = quantization_config(cfg, dtype)
         if cfg.quant_storage != "uint8":  # FSDP-QLoRA: every weight in one dtype
@@ -307,7 +316,7 @@ def load_model(cfg: FinetuneConfig, dtype):
     """Base (4-bit or not) → k-bit training preparation → LoRA adapters on it."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    model = load_base(cfg, dtype)
+    model = load_base(cfg, dtype, attn=training_attention(cfg))
     sharded = cfg.quantization == "nf4" and cfg.quant_storage != "uint8"
     if cfg.quantization == "nf4" and not sharded:
         # freezes the base, casts the small unquantized weights (norms, embeddings, head) to fp32 for

@@ -134,22 +134,25 @@ def test_packing_fills_bins_and_restarts_positions(tok):
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_packed_examples_do_not_attend_to_each_other(tiny_model_dir, tok, attn):
-    """The logits of each example in a padding-free batch equal its logits alone (model as finetune loads it)."""
+    """Each example's logits in a padding-free batch (the model as finetune loads it for training: per-example
+    sdpa, or transformers' block mask for eager) equal its logits alone in a plain eager model."""
     from finetune.config import FinetuneConfig
-    from finetune.train import load_base
+    from finetune.train import load_base, training_attention
 
     eot = D.setup_template(tok, None, None)
     exs = [{"id": str(i), "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
            for i, (q, a) in enumerate([("one", "first answer"), ("two two", "second"), ("three", "third one here")])]
     rows, _ = D.build_rows(tok, exs, eot, 128, "truncate")
     cfg = FinetuneConfig(model=str(tiny_model_dir), data="x", quantization="none", attn_implementation=attn)
-    model = load_base(cfg, torch.float32).train()  # train mode: the case where a cache would be made
+    model = load_base(cfg, torch.float32, attn=training_attention(cfg)).train()  # train mode: no cache wanted
+    assert model.config._attn_implementation == ("finetune_packed_sdpa" if attn == "sdpa" else "eager")
+    reference = load_base(cfg, torch.float32, attn="eager").eval()
     batch = D.PaddingFreeCollator()(rows)
     with torch.no_grad():
         packed = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
         start = 0
         for row in rows:
-            alone = model(input_ids=torch.tensor([row["input_ids"]])).logits[0]
+            alone = reference(input_ids=torch.tensor([row["input_ids"]])).logits[0]
             n = len(row["input_ids"])
             torch.testing.assert_close(packed[start:start + n], alone, atol=1e-5, rtol=1e-4)
             start += n

@@ -227,3 +227,18 @@ def test_plain_lora_without_quantization_and_padded_batches(trained, tmp_path):
     assert "Params4bit" not in obs.param_types.values()
     assert (run_dir / "adapter_model.safetensors").is_file()
     assert all(torch.equal(obs.before[n], obs.after[n]) for n in obs.before if n not in obs.trainable)
+
+
+def test_packing_run_trains_on_packed_rows(trained, tmp_path):
+    from finetune.train import run
+
+    cfg = load_config(TINY_RECIPE, model=str(trained.model_dir), data=str(trained.data), output_dir=str(tmp_path / "pk"),
+                      batching="packing", max_length=160, batch_size=2, max_steps=3, dev_size=0.0, save_steps=100,
+                      logging_steps=1)
+    run_dir = run(cfg)
+    stats = json.loads((run_dir / "data_stats.json").read_text())["train"]
+    assert stats["kept"] == 24 and stats["packed_rows"] < 24 / 2
+    losses = [m for m in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in m]
+    assert len(losses) == 3 and all(m["loss"] == m["loss"] for m in losses)
+    # a step sees two packed rows: more tokens than two single examples would give
+    assert losses[0]["num_input_tokens_seen"] > 2 * stats["tokens"] / stats["kept"]
