@@ -358,3 +358,12 @@ def test_an_interrupted_embedding_run_resumes_from_its_cache(tmp_path):
     fresh = original(texts, normalize_embeddings=True, convert_to_numpy=True)
     assert vecs.shape == (30, 384) and np.allclose(vecs, fresh, atol=1e-5)
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("module", ["curation.signals", "curation.dedup", "curation.decontam", "curation.aggregate"])
+def test_module_doctests(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
