@@ -258,7 +258,10 @@ def main(argv=None) -> int:
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 16 examples, one round")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.examples, args.rounds = 16, 1
 
     if args.arm:
         res = run_arm(args.arm, args.model, args.data, args.run_dir, args.batch_size, args.epochs, args.threads)
@@ -344,7 +347,8 @@ def main(argv=None) -> int:
         "arms": arms,
         "summary": summary,
         "targets_met": targets,
-        "gpu": "none: no GPU was lent to this session, so the ~0.5B-model GPU run was not done",
+        "gpu": "none: no GPU was lent to this session, so the ~0.5B-model GPU run was not done (this script "
+               "is CPU-only as written: process CPU time, RSS, TRL with use_cpu=True)",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -152,7 +152,7 @@ def assistant_spans(tokenizer, messages: Sequence[dict], eot: str) -> tuple[str,
 def tokenize(tokenizer, messages: Sequence[dict], eot: str) -> dict:
     """``input_ids`` and ``labels`` (``-100`` outside the assistant answers) for one conversation."""
     full, spans = assistant_spans(tokenizer, messages, eot)
-    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     ids = list(enc["input_ids"])
     labels = [IGNORE] * len(ids)
     k = 0

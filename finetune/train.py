@@ -60,6 +60,9 @@ def run(cfg: FinetuneConfig, callbacks: tuple = ()) -> Path:
     dtype = resolve_dtype(cfg.compute_dtype)
     torch.manual_seed(cfg.seed)
     model = load_model(cfg, dtype)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit and cfg.max_length > limit:
+        log.warning("max_length %d exceeds the model's max_position_embeddings %d", cfg.max_length, limit)
     trainer = make_trainer(cfg, model, tokenizer, train_rows, dev_rows, run_dir, dtype)
     for callback in callbacks:
         trainer.add_callback(callback)
@@ -345,7 +348,7 @@ def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, ru
     report_to = []
     if cfg.tensorboard and (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")):
         report_to = ["tensorboard"]
-        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run_dir / "tensorboard"))
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
     args = TrainingArguments(
         output_dir=str(run_dir / CHECKPOINTS),
         per_device_train_batch_size=cfg.batch_size,
