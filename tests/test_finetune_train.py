@@ -242,3 +242,20 @@ def test_packing_run_trains_on_packed_rows(trained, tmp_path):
     assert len(losses) == 3 and all(m["loss"] == m["loss"] for m in losses)
     # a step sees two packed rows: more tokens than two single examples would give
     assert losses[0]["num_input_tokens_seen"] > 2 * stats["tokens"] / stats["kept"]
+
+
+def test_a_checkpoint_cut_short_is_skipped_on_resume(trained, tmp_path):
+    import shutil
+
+    from finetune.train import latest_checkpoint
+
+    ckpts = tmp_path / "checkpoints"
+    shutil.copytree(trained.run_dir / "checkpoints", ckpts)
+    newest = latest_checkpoint(ckpts)
+    assert newest.name == "checkpoint-24"
+    partial = ckpts / "checkpoint-36"  # as a SIGKILL during the save would leave it: no trainer_state.json
+    shutil.copytree(newest, partial)
+    (partial / "trainer_state.json").unlink()
+    assert latest_checkpoint(ckpts) == newest
+    (partial / "trainer_state.json").write_text('{"global_step": 3')  # cut mid-write
+    assert latest_checkpoint(ckpts) == newest
