@@ -21,7 +21,7 @@ BENCH = Path(__file__).resolve().parent
 QUICK_ARGS = {
     "server": ["--quick"],
     "curation": ["--sizes", "10000"],
-    "finetune": [],
+    "finetune": ["--quick"],
     "eval": ["--pairs", "40"],
 }
 

@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -144,11 +145,13 @@ def main(argv=None) -> int:
     recipe = "finetune/recipes/tiny-cpu.yaml" if offline_model else "finetune/recipes/lima-qwen2.5-0.5b.yaml"
     run([PY, "-m", "finetune", "--config", recipe, "--model", model,
          "--data", str(data_dir / "lima-demo" / "train.jsonl"), "--output_dir", str(run_dir),
-         "--max_steps", str(20 if args.quick else args.max_steps)], env=env)
+         "--max_steps", str(20 if args.quick else args.max_steps), "--overwrite"], env=env)
 
     # -- evaluation ----------------------------------------------------------------------------
     banner(7, "Generate answers from the fine-tuned model and from its base (the reference)")
     gen_dir = out / "eval"
+    # generation resumes into existing files: after a new adapter, earlier answers are stale
+    shutil.rmtree(gen_dir, ignore_errors=True)
     candidate = gen_dir / "generations-finetuned.jsonl"
     reference = gen_dir / "generations-base.jsonl"
     gen_common = ["--prompts", args.eval_prompts, "--max-new-tokens", "64" if args.quick else "128", "--seed", "0"]
