@@ -61,9 +61,11 @@ def test_exported_set_is_clean_and_labelled(demo_run):
     rows = [json.loads(line) for line in (data / "train.jsonl").read_text(encoding="utf-8").splitlines()]
     assert 0 < len(rows) <= 40
     manifest = json.loads((data / "manifest.json").read_text(encoding="utf-8"))
-    # nobody answered in Argilla: every decision was the AI's, and the manifest says so
-    text = json.dumps(manifest)
-    assert "ai" in text.lower()
+    # nobody answered in Argilla: every decision was the AI's, and the manifest and each example say so
+    assert manifest["decisions"]["human"] == 0
+    assert manifest["decisions"]["ai"] == len(rows)
+    assert {r["meta"]["why"]["decided_by"] for r in rows} == {"ai"}
+    assert manifest["counts"]["train"] == len(rows)
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids))
     # planted problems of the sample pool never reach the export
