@@ -106,7 +106,7 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
                          "records": push.get("records")} if push else None),
             "agreement": (pull or {}).get("agreement"),
             "selection": {k: sel_report.get(k) for k in ("budget", "selected", "diversity", "skipped", "warnings",
-                                                         "mean_quality")},
+                                                         "mean_quality", "profile")},
             "workspace": str(ws.root.resolve()),
             "config": cfg.to_dict(),
         }

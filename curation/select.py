@@ -48,7 +48,7 @@ class Pool:
         ws.require(ws.signals, "score")
         names = ("quality", "response_chars", "dup_group", "eligible", "contaminated", "exclude_reason", "source",
                  "category", "c_length", "c_structure", "c_prompt", "rating", "first_person", "refusal", "language",
-                 "cluster", "quality_heuristic", "representative")
+                 "cluster", "quality_heuristic", "representative", "boilerplate", "other_answers", "this_article")
         sig = pq.read_table(ws.signals, columns=["id", *names])
         self.ids = sig.column("id").to_pylist()
         self.n = len(self.ids)
@@ -347,11 +347,63 @@ def run(cfg: CurationConfig, ws: Workspace, *, strategies: list[str] | None = No
                 "mean_quality": round(float(pool.col["quality"][chosen].mean()), 4) if chosen else None,
                 "mean_response_chars": round(float(pool.col["response_chars"][chosen].mean()), 1) if chosen else None,
                 "file": str(ws.selection(st)), "warnings": res["warnings"],
+                "profile": profile(chosen, pool, cfg),
             }
         report["finished_at"] = now()
         write_json(ws.report_path("select"), report)
     done = {st for st, _ in todo}
     return {**report, "requested": strategies, "up_to_date": [s for s in strategies if s not in done]}
+
+
+def profile(chosen, pool: Pool, cfg: CurationConfig) -> dict:
+    """What a selection looks like, so strategies can be compared at the same budget on the same pool.
+
+    ``lima_markers``: share of examples with any marker LIMA filtered by hand (first person, references to
+    other answers, "this article", boilerplate); ``in_lima_band``: share of responses inside
+    [score.lima_min_chars, score.lima_max_chars]; ``clusters``: embedding clusters covered; ``mean_similarity``:
+    mean pairwise cosine similarity of the selected embeddings (lower is more diverse).
+    """
+    idx = np.asarray(chosen, dtype=int)
+    if not len(idx):
+        return {}
+    col = pool.col
+    markers = ((col["first_person"][idx] > 0) | (col["other_answers"][idx] > 0) | (col["this_article"][idx] > 0)
+               | (col["boilerplate"][idx] > 0))
+    chars = col["response_chars"][idx]
+    band = (chars >= cfg.score.lima_min_chars) & (chars <= cfg.score.lima_max_chars)
+    out = {
+        "mean_quality": round(float(col["quality"][idx].mean()), 4),
+        "lima_markers": round(float(markers.mean()), 4),
+        "in_lima_band": round(float(band.mean()), 4),
+        "sources": int(len(set(col["source"][idx].tolist()))),
+        "clusters": int(len(set(col["cluster"][idx].tolist()))),
+        "mean_similarity": None,
+    }
+    if pool.vectors is not None and len(idx) > 1:
+        v = np.asarray(pool.vectors[np.sort(idx)], dtype=np.float32)
+        v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        sims = v @ v.T
+        n = len(v)
+        out["mean_similarity"] = round(float((sims.sum() - np.trace(sims)) / (n * (n - 1))), 4)
+    return out
+
+
+def comparison(report: dict) -> str:
+    """A table of the strategies' profiles side by side (empty with fewer than two)."""
+    rows = [(st, report["strategies"][st].get("profile") or {}) for st in report.get("requested", report["strategies"])
+            if st in report["strategies"]]
+    rows = [(st, p) for st, p in rows if p]
+    if len(rows) < 2:
+        return ""
+    head = (f"{'strategy':<10} {'quality':>8} {'LIMA markers':>13} {'in LIMA band':>13} {'clusters':>9} "
+            f"{'sources':>8} {'mean sim':>9}")
+    lines = ["same budget, same pool (quality higher, markers lower, band higher, clusters more, "
+             "mean sim lower is better):", head]
+    for st, p in rows:
+        sim = "n/a" if p.get("mean_similarity") is None else f"{p['mean_similarity']:.3f}"
+        lines.append(f"{st:<10} {p['mean_quality']:>8.3f} {p['lima_markers']:>12.1%} {p['in_lima_band']:>12.1%} "
+                     f"{p['clusters']:>9} {p['sources']:>8} {sim:>9}")
+    return "\n".join(lines)
 
 
 def _counts(values) -> dict:
@@ -373,5 +425,8 @@ def summary(report: dict) -> str:
                      + (" (up to date)" if st in report.get("up_to_date", ()) else "") + f" -> {r['file']}")
         for w in r["warnings"]:
             lines.append(f"  WARNING: {w}")
+    table = comparison(report)
+    if table:
+        lines.append(table)
     return "\n".join(lines)
 
