@@ -8,7 +8,7 @@ runs, so the output doubles as a walkthrough:
   2. ingest and score the sample pool                python -m curation ingest / score
   3. push the shortlist for curators (UI address)    python -m curation push
   4. take AI suggestions where no curator answered   python -m curation pull --unattended
-  5. select and export the set                       python -m curation select / export
+  5. select (and the baselines) and export the set  python -m curation select / export
   6. fine-tune with QLoRA                            python -m finetune
   7. generate from the fine-tuned model and its base python -m eval generate
   8. judge pairwise                                  python -m eval judge
@@ -129,10 +129,10 @@ def main(argv=None) -> int:
         banner(4, "Pull curator answers; AI suggestions decide where no curator answered (labelled)")
         run([PY, "-m", "curation", "pull", "--workspace", str(workspace), "--unattended"], env=env)
 
-        banner(5, "Select and export the set")
+        banner(5, "Select (curated, and the signals / random / longest baselines at the same budget) and export")
         data_dir = out / "data"
         run([PY, "-m", "curation", "select", "--workspace", str(workspace), "--budget", str(args.budget),
-             "--strategy", "curated"], env=env)
+             "--strategy", "curated", "signals", "random", "longest"], env=env)
         run([PY, "-m", "curation", "export", "--workspace", str(workspace), "--name", "lima-demo",
              "--strategy", "curated", "--data-dir", str(data_dir)], env=env)
     finally:

@@ -55,6 +55,16 @@ def test_demo_prints_ui_address_and_where_things_are(demo_run):
     assert str(out / "report" / "report.html") in log
 
 
+def test_demo_compares_strategies_at_the_same_budget(demo_run):
+    out, log = demo_run
+    table = log[log.index("same budget, same pool"):].splitlines()[2:6]
+    assert [row.split()[0] for row in table] == ["curated", "signals", "random", "longest"]
+    select = json.loads((out / "workspace" / "select.json").read_text(encoding="utf-8"))
+    prof = {st: r["profile"] for st, r in select["strategies"].items()}
+    assert prof["curated"]["mean_quality"] > prof["random"]["mean_quality"]
+    assert prof["curated"]["lima_markers"] <= prof["longest"]["lima_markers"]
+
+
 def test_exported_set_is_clean_and_labelled(demo_run):
     out, _ = demo_run
     data = out / "data" / "lima-demo"
