@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from curation.schema import sha256_file, write_jsonl  # noqa: F401 (part of this module's API)
+
 
 def prompt_id(text: str) -> str:
     """A stable id for a prompt without one.
@@ -151,17 +153,6 @@ def join_generations(a_rows: list[dict], b_rows: list[dict]) -> Joined:
     return out
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
-    """Write atomically (a temporary file renamed over the target)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,10 +162,3 @@ def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
 
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
