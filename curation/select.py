@@ -382,9 +382,9 @@ def profile(chosen, pool: Pool, cfg: CurationConfig) -> dict:
     if pool.vectors is not None and len(idx) > 1:
         v = np.asarray(pool.vectors[np.sort(idx)], dtype=np.float32)
         v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-        sims = v @ v.T
-        n = len(v)
-        out["mean_similarity"] = round(float((sims.sum() - np.trace(sims)) / (n * (n - 1))), 4)
+        # mean of v_i·v_j over i != j, without the n×n matrix: (|Σv|² − Σ|v_i|²) / (n(n − 1)), |v_i| = 1
+        n, total = len(v), v.sum(axis=0, dtype=np.float64)
+        out["mean_similarity"] = round(float((total @ total - n) / (n * (n - 1))), 4)
     return out
 
 
