@@ -17,13 +17,15 @@ TORCH_VERSION ?= 2.13.0
 TORCH_WHEELS  ?= /opt/wheels
 TORCH_INDEX   ?= https://download.pytorch.org/whl/cpu
 PYTEST_ARGS   ?=
+# The dependency set CI tested; `make lock` refreshes it.
+CONSTRAINTS   ?= constraints.txt
 
-.PHONY: demo test install system-deps bench clean help
+.PHONY: demo test install system-deps bench clean help lock
 
 help:
 	@sed -n '2,9p' Makefile
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	@if $(PY) -c "import torch" 2>/dev/null; then \
@@ -34,7 +36,7 @@ $(VENV)/.installed: pyproject.toml
 		$(PIP) install -q "torch==$(TORCH_VERSION)" --index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple \
 		|| $(PIP) install -q "torch>=2.4,<2.15"; \
 	fi
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev]" -c $(CONSTRAINTS)
 	$(PIP) check
 	@touch $@
 
@@ -58,7 +60,24 @@ demo: install
 	$(PY) scripts/demo.py
 
 bench: install
+	$(PIP) install -q -e ".[bench]" -c $(CONSTRAINTS)
 	$(PY) bench/run_all.py
+
+# Re-resolve every dependency to its newest allowed release in a scratch venv and write constraints.txt.
+# Then run `make clean test`; commit constraints.txt only when it passes.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q --upgrade pip
+	@if ls $(TORCH_WHEELS)/torch-$(TORCH_VERSION)*.whl >/dev/null 2>&1; then \
+		.lock-venv/bin/python -m pip install -q $$(ls $(TORCH_WHEELS)/torch-$(TORCH_VERSION)*.whl | head -n1); \
+	else \
+		.lock-venv/bin/python -m pip install -q "torch==$(TORCH_VERSION)" --index-url $(TORCH_INDEX); \
+	fi
+	.lock-venv/bin/python -m pip install -q ".[dev,bench]"
+	{ sed -n '1,2p' $(CONSTRAINTS); .lock-venv/bin/python -m pip freeze --exclude-editable \
+		| grep -v '^curated-align' | sed 's|^torch @ .*|torch==$(TORCH_VERSION)|' | sort -f; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS) && rm -rf .lock-venv
+	@echo "constraints.txt refreshed: now run 'make clean test' and commit it if the suite passes"
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info .demo

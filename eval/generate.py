@@ -129,6 +129,8 @@ def _load(cfg: GenerateConfig):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from contract.models import compute_dtype, run_compute_dtype
+
     adapter = resolve_adapter(cfg.adapter)
     tok_src = cfg.tokenizer or (adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else "")
     if not tok_src and adapter and (Path(adapter).parent / "tokenizer_config.json").is_file():
@@ -147,7 +149,8 @@ def _load(cfg: GenerateConfig):
         device = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
     else:
         device = cfg.device
-    dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+    # the dtype the adapter was trained in (its run folder records it), else the project's one rule
+    dtype = (run_compute_dtype(adapter) if adapter else None) or compute_dtype("auto", device)
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype)
     if adapter:
         from peft import PeftModel

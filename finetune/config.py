@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import math
 import os
 import re
 import typing
@@ -54,6 +55,11 @@ class FinetuneConfig:
         "uint8", "dtype the packed 4-bit weights are stored in (bnb_4bit_quant_storage). Use bfloat16 for "
         "FSDP-QLoRA so FSDP can shard them like the other weights.", "model",
         ("uint8", "bfloat16", "float16", "float32"))
+    upcast_layers: bool = _f(
+        False, "Cast the base's small unquantized weights (norms, embeddings, LM head) to float32 for training, as "
+        "peft's prepare_model_for_kbit_training does. false (default) keeps them in compute_dtype, as inference "
+        "loads them: far less memory with a large vocabulary, and the adapter sees the weights it will run with.",
+        "model")
     attn_implementation: str = _f(
         "sdpa", "Attention kernel. sdpa: with padding_free/packing batches each example runs through sdpa on "
         "its own (cost sum of len^2, no mask; finetune/attention.py), with padded batches plain sdpa; eager: "
@@ -84,7 +90,10 @@ class FinetuneConfig:
     eot_token: typing.Optional[str] = _f(
         None, "Token that ends an assistant turn and must be learned (e.g. <|im_end|>, <|eot_id|>). null: "
         "found from the chat template.", "data")
-    max_length: int = _f(2048, "Longest training sequence in tokens (prompt and answer).", "data")
+    max_length: int = _f(2048, "Longest training sequence in tokens (prompt and answer); more than the model's "
+                         "max_position_embeddings is an error unless allow_longer_than_model.", "data")
+    allow_longer_than_model: bool = _f(False, "Allow max_length above the model's max_position_embeddings (for a "
+                                       "model whose RoPE scaling extends its context).", "data")
     overlong: str = _f("truncate", "What to do with conversations longer than max_length: truncate (keep the "
                        "start; dropped if no answer token is left) or drop. Both are counted in the log.", "data",
                        ("truncate", "drop"))
@@ -212,6 +221,10 @@ def load_yaml(path: str | os.PathLike) -> dict:
 def validate(cfg: FinetuneConfig) -> list[str]:
     """Every problem with the values of ``cfg`` (not the files it names), as a list of messages."""
     issues = []
+    for name in FIELDS:
+        value = getattr(cfg, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            issues.append(f"{name}: must be a finite number, got {value}")
     for name, f in FIELDS.items():
         choices = f.metadata.get("choices")
         if choices and getattr(cfg, name) not in choices:

@@ -46,6 +46,7 @@ def merge(run_dir: str | Path, output: str | Path | None = None, *, base: str | 
     from peft import PeftModel
     from transformers import AutoTokenizer, GenerationConfig
 
+    from contract.models import run_compute_dtype
     from finetune.train import load_base, resolve_dtype, write_json
 
     run_dir = Path(run_dir)
@@ -57,7 +58,7 @@ def merge(run_dir: str | Path, output: str | Path | None = None, *, base: str | 
     out = Path(output) if output else run_dir / "merged"
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
     batch = _probe_batch(tokenizer, cfg)
-    dtype = resolve_dtype(cfg.compute_dtype)
+    dtype = run_compute_dtype(run_dir) or resolve_dtype(cfg.compute_dtype)  # the dtype the adapter trained in
 
     # 1. reference: the base exactly as in training (4-bit or not) plus the adapter
     reference = PeftModel.from_pretrained(load_base(cfg, dtype), run_dir).eval()

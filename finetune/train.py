@@ -48,22 +48,26 @@ def run(cfg: FinetuneConfig, callbacks: tuple = ()) -> Path:
 
     check_inputs(cfg)
     run_dir, resume_from = prepare_output_dir(cfg)
-    if _is_main():
-        save_yaml(cfg, run_dir / "config.yaml", header=config_header(cfg))
-    started = _now()
+    started = _started_before(run_dir) if resume_from else None
+    started = started or _now()
 
     tokenizer, eot = load_tokenizer(cfg)
     train_rows, dev_rows, stats = load_data(cfg, tokenizer, eot)
-    if _is_main():
-        write_json(run_dir / "data_stats.json", stats)
-
     dtype = resolve_dtype(cfg.compute_dtype)
     torch.manual_seed(cfg.seed)
     model = load_model(cfg, dtype)
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit and cfg.max_length > limit:
-        log.warning("max_length %d exceeds the model's max_position_embeddings %d", cfg.max_length, limit)
-    trainer = make_trainer(cfg, model, tokenizer, train_rows, dev_rows, run_dir, dtype)
+    check_model_fits(cfg, model)
+
+    # Training begins: only from here does the folder hold a run (a start that failed above leaves it as it was).
+    if _is_main():
+        if cfg.overwrite and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, run_dir / "config.yaml", header=config_header(cfg))
+        write_json(run_dir / "data_stats.json", stats)
+        write_json(run_dir / "provenance.json", start_provenance(cfg, eot, dtype, stats, started))
+    trainer = make_trainer(cfg, model, tokenizer, train_rows, dev_rows, run_dir, dtype,
+                           eval_on_start=bool(dev_rows) and resume_from is None)
     for callback in callbacks:
         trainer.add_callback(callback)
     guard = NonFiniteLossGuard(trainer)
@@ -75,7 +79,12 @@ def run(cfg: FinetuneConfig, callbacks: tuple = ()) -> Path:
     log.info("training %s on %s → %s%s", cfg.model, cfg.data, run_dir,
              f" (resuming from {resume_from.name})" if resume_from else "")
     try:
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        if resume_from and checkpoint_is_final(resume_from):
+            # killed after the final checkpoint: finish from it without training (the Trainer would run a step
+            # past max_steps when resuming at the end with gradient accumulation)
+            restore_final_checkpoint(trainer, resume_from)
+        else:
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except TrainingDiverged as err:
         last = latest_checkpoint(run_dir / CHECKPOINTS)
         raise TrainingDiverged(f"{err}. Last complete checkpoint: {last or 'none'}. Lower learning_rate "
@@ -87,8 +96,8 @@ def run(cfg: FinetuneConfig, callbacks: tuple = ()) -> Path:
         raise TrainingInterrupted(f"training stopped at step {state.global_step} of {state.max_steps} (SIGTERM); "
                                   f"a checkpoint is in {run_dir / CHECKPOINTS}. Run the same command with "
                                   "--resume to continue.")
-    if dev_rows:
-        trainer.evaluate()
+    if dev_rows and not any("eval_loss" in x and x.get("step") == state.global_step for x in state.log_history):
+        trainer.evaluate()  # the dev loss at the final step, unless eval_steps already took it there
 
     save_run(cfg, trainer, tokenizer, eot, run_dir, stats, dtype, started)
     log.info("done: %s (step %d)", run_dir, state.global_step)
@@ -115,14 +124,31 @@ def check_inputs(cfg: FinetuneConfig) -> None:
     if cfg.chat_template and not Path(cfg.chat_template).is_file():
         issues.append(f"chat_template: no such file {cfg.chat_template!r}")
     run_dir = Path(cfg.output_dir)
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not (cfg.resume or cfg.overwrite):
-        issues.append(f"output_dir: {run_dir} already holds a run; pass --resume to continue it or --overwrite "
-                      "to start over")
-    if cfg.overwrite and run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / "config.yaml").exists():
-        issues.append(f"output_dir: {run_dir} is not empty and has no config.yaml; refusing to delete it "
-                      "with --overwrite")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if (run_dir / "config.yaml").exists():  # written when training began
+            if not (cfg.resume or cfg.overwrite):
+                issues.append(f"output_dir: {run_dir} already holds a run; pass --resume to continue it or "
+                              "--overwrite to start over")
+        elif cfg.overwrite:
+            issues.append(f"output_dir: {run_dir} is not empty and holds no finetune run (no config.yaml); "
+                          "refusing to delete it with --overwrite")
+        elif not cfg.resume:
+            issues.append(f"output_dir: {run_dir} is not empty and holds no finetune run (no config.yaml); "
+                          "choose a new or empty folder")
     if issues:
         raise ValueError("cannot start:\n  - " + "\n  - ".join(issues))
+
+
+def check_model_fits(cfg: FinetuneConfig, model) -> None:
+    """max_length must not exceed the model's positions unless allow_longer_than_model says so."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit and cfg.max_length > limit:
+        if not cfg.allow_longer_than_model:
+            raise ValueError(f"max_length: {cfg.max_length} exceeds the model's max_position_embeddings ({limit}); "
+                             f"lower max_length, or set allow_longer_than_model: true if the model's RoPE scaling "
+                             "extends it")
+        log.warning("max_length %d exceeds the model's max_position_embeddings %d (allow_longer_than_model)",
+                    cfg.max_length, limit)
 
 
 def _is_main() -> bool:
@@ -135,11 +161,9 @@ def _looks_like_path(name: str) -> bool:
 
 
 def prepare_output_dir(cfg: FinetuneConfig) -> tuple[Path, Path | None]:
-    """Create (or clear, or reuse) the run folder; return it and the checkpoint to resume from."""
+    """The run folder and the checkpoint to resume from. Nothing is created or deleted here: that waits
+    until training begins (``run``), so a start that fails leaves the folder as it was."""
     run_dir = Path(cfg.output_dir)
-    if cfg.overwrite and run_dir.exists() and _is_main():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     resume_from = latest_checkpoint(run_dir / CHECKPOINTS) if cfg.resume else None
     if cfg.resume:
         old = run_dir / "config.yaml"
@@ -153,22 +177,71 @@ def prepare_output_dir(cfg: FinetuneConfig) -> tuple[Path, Path | None]:
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint-N folder that was written completely (a kill mid-save leaves a partial one)."""
+    """The newest checkpoint-N folder that is intact. A kill mid-save leaves a partial one (no
+    trainer_state.json, or a file cut short); it is skipped with a warning naming what is damaged."""
     if not folder.is_dir():
         return None
     found = sorted((p for p in folder.iterdir() if re.fullmatch(r"checkpoint-\d+", p.name) and p.is_dir()),
                    key=_step_of, reverse=True)
     for ckpt in found:
-        if (ckpt / "checkpoint-is-incomplete.txt").exists():
-            continue
-        try:
-            json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if (ckpt / "adapter_model.safetensors").exists() and (ckpt / "optimizer.pt").exists():
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
             return ckpt
-        log.warning("skipping incomplete checkpoint %s", ckpt)
+        log.warning("skipping damaged checkpoint %s: %s", ckpt.name, problem)
     return None
+
+
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """What makes ``ckpt`` unusable for a resume (missing or truncated files), or None when it is intact.
+
+    Cheap structural checks, no tensor is loaded: trainer_state.json parses; the safetensors header parses
+    and the file is as long as the header says; every torch ``.pt``/``.pth`` file (a zip archive) has its
+    central directory, which a truncated write loses."""
+    import zipfile
+
+    if (ckpt / "checkpoint-is-incomplete.txt").exists():
+        return "marked incomplete by the trainer"
+    try:
+        json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "trainer_state.json is missing or cut short"
+    for name in ("adapter_model.safetensors", "optimizer.pt"):
+        if not (ckpt / name).is_file():
+            return f"{name} is missing"
+    for f in sorted(ckpt.glob("*.safetensors")):
+        try:
+            with open(f, "rb") as fh:
+                n = int.from_bytes(fh.read(8), "little")
+                header = json.loads(fh.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            if f.stat().st_size < 8 + n + end:
+                return f"{f.name} is cut short ({f.stat().st_size} of {8 + n + end} bytes)"
+        except (OSError, ValueError, KeyError, TypeError):
+            return f"{f.name} is not a readable safetensors file"
+    for f in sorted([*ckpt.glob("*.pt"), *ckpt.glob("*.pth")]):
+        try:
+            with zipfile.ZipFile(f) as zf:
+                zf.infolist()
+        except (OSError, zipfile.BadZipFile):
+            return f"{f.name} is cut short or not a torch file"
+    return None
+
+
+def checkpoint_is_final(ckpt: Path) -> bool:
+    """The checkpoint was saved at the run's last step."""
+    state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+    return state.get("max_steps", 0) > 0 and state.get("global_step", 0) >= state["max_steps"]
+
+
+def restore_final_checkpoint(trainer, ckpt: Path) -> None:
+    """Load the adapter and trainer state of a final checkpoint into ``trainer`` (no training step)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+
+    log.info("%s is the final checkpoint: finishing the run from it without training", ckpt.name)
+    set_peft_model_state_dict(trainer.model, load_file(str(ckpt / "adapter_model.safetensors")))
+    trainer.state = TrainerState.load_from_json(str(ckpt / "trainer_state.json"))
 
 
 def _step_of(ckpt: Path) -> int:
@@ -202,10 +275,19 @@ def _warn_config_changes(old_path: Path, cfg: FinetuneConfig) -> None:
 # --------------------------------------------------------------------------- tokenizer and data
 
 
+class ModelNotFound(ValueError):
+    """The model cannot be loaded (no such folder, the Hub unreachable or the id unknown)."""
+
+
 def load_tokenizer(cfg: FinetuneConfig):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    except OSError as err:  # transformers' one-paragraph explanation, without the traceback
+        first = str(err).strip().split("\n\n")[0]
+        raise ModelNotFound(f"model: cannot load {cfg.model!r}: {first} (a Hub id needs the Hub or its files in the "
+                            "local cache; otherwise give a local model folder)") from None
     eot = fdata.setup_template(tokenizer, cfg.chat_template, cfg.eot_token)
     tokenizer.padding_side = "right"
     return tokenizer, eot
@@ -237,22 +319,11 @@ def load_data(cfg: FinetuneConfig, tokenizer, eot: str) -> tuple[list[dict], lis
 
 
 def resolve_dtype(name: str):
-    """``auto``: bf16 where the device computes it natively, else fp32."""
-    import torch
+    """The compute dtype for ``compute_dtype: name`` (``auto``: bf16 where the device computes it natively,
+    else fp32); one function for the whole project, :func:`contract.models.compute_dtype`."""
+    from contract.models import compute_dtype
 
-    if name != "auto":
-        return getattr(torch, name)
-    if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    return torch.bfloat16 if _cpu_has_native_bf16() else torch.float32
-
-
-def _cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+    return compute_dtype(name)
 
 
 def _device_map():
@@ -321,14 +392,18 @@ def load_model(cfg: FinetuneConfig, dtype):
 
     model = load_base(cfg, dtype, attn=training_attention(cfg))
     sharded = cfg.quantization == "nf4" and cfg.quant_storage != "uint8"
-    if cfg.quantization == "nf4" and not sharded:
-        # freezes the base, casts the small unquantized weights (norms, embeddings, head) to fp32 for
-        # stability, and makes the input embeddings require grad for gradient checkpointing
+    if cfg.quantization == "nf4" and not sharded and cfg.upcast_layers:
+        # QLoRA's original preparation: freezes the base, casts the small unquantized weights (norms,
+        # embeddings, head) to fp32, and makes the input embeddings require grad for checkpointing
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=cfg.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False})
-    elif cfg.gradient_checkpointing:
-        model.enable_input_require_grads()
+    else:
+        # the base frozen in the compute dtype, as inference will load it (embeddings and head included:
+        # an fp32 copy of a 150k-vocabulary head and its logits cost GBs); the Trainer turns on
+        # (non-reentrant) checkpointing, which needs no input gradients
+        for param in model.parameters():
+            param.requires_grad_(False)
     model = get_peft_model(model, lora_config(cfg), autocast_adapter_dtype=not sharded)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA r=%d alpha=%s on %s: %s trainable of %s parameters (%.2f%%)", cfg.lora_r, cfg.lora_alpha,
@@ -339,7 +414,10 @@ def load_model(cfg: FinetuneConfig, dtype):
 # --------------------------------------------------------------------------- trainer
 
 
-def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, run_dir: Path, dtype):
+def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, run_dir: Path, dtype,
+                 eval_on_start: bool = False):
+    """The transformers Trainer for this run. ``eval_on_start``: the dev loss at step 0 too (the base
+    model's, so the gain from training shows in metrics.jsonl)."""
     import importlib.util
 
     import torch
@@ -363,8 +441,10 @@ def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, ru
         adam_beta2=cfg.adam_beta2,
         max_grad_norm=cfg.max_grad_norm,
         optim=cfg.optim,
-        bf16=dtype == torch.bfloat16 and cfg.quantization == "none",
-        fp16=dtype == torch.float16 and cfg.quantization == "none",
+        # mixed-precision autocast only for an unquantized base on a GPU; on a CPU the weights are already in
+        # ``dtype`` (load_base), and the Trainer refuses bf16 autocast there
+        bf16=dtype == torch.bfloat16 and cfg.quantization == "none" and torch.cuda.is_available(),
+        fp16=dtype == torch.float16 and cfg.quantization == "none" and torch.cuda.is_available(),
         activation_checkpointing=cfg.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False},
         logging_steps=cfg.logging_steps,
@@ -372,6 +452,7 @@ def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, ru
         logging_nan_inf_filter=False,
         include_num_input_tokens_seen="non_padding" if cfg.batching == "padded" else "all",
         eval_strategy="steps" if dev_rows else "no",
+        eval_on_start=eval_on_start,
         eval_steps=cfg.eval_steps,
         save_strategy="steps",
         save_steps=cfg.save_steps,
@@ -479,8 +560,12 @@ def save_run(cfg, trainer, tokenizer, eot, run_dir: Path, stats: dict, dtype, st
     (run_dir / "README.md").write_text(model_card(cfg, prov, run_dir), encoding="utf-8")
 
 
-def provenance(cfg, eot, dtype, stats, trainer, started) -> dict:
+def start_provenance(cfg, eot, dtype, stats, started) -> dict:
+    """What is known when training begins: inputs and their hashes, the resolved compute dtype (what
+    reloads the adapter uses: ``contract.models.run_compute_dtype``), versions."""
     import importlib.metadata as md
+
+    from contract.models import dtype_name
 
     versions = {}
     for pkg in ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "trl"):
@@ -488,9 +573,6 @@ def provenance(cfg, eot, dtype, stats, trainer, started) -> dict:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             pass
-    logs = trainer.state.log_history
-    train_losses = [x["loss"] for x in logs if "loss" in x]
-    dev_losses = [x["eval_loss"] for x in logs if "eval_loss" in x]
     return {
         "base_model": cfg.model,
         "data": _file_record(cfg.data),
@@ -498,17 +580,29 @@ def provenance(cfg, eot, dtype, stats, trainer, started) -> dict:
         "manifest": _manifest_record(cfg.data),
         "chat_template": cfg.chat_template or "tokenizer's own (or the default base-model template)",
         "eot_token": eot,
-        "compute_dtype": str(dtype).replace("torch.", ""),
+        "compute_dtype": dtype_name(dtype),
         "quantization": cfg.quantization,
         "data_stats": stats,
+        "started": started,
+        "versions": versions,
+    }
+
+
+def provenance(cfg, eot, dtype, stats, trainer, started) -> dict:
+    """The start provenance completed with the outcome: steps and first/last losses."""
+    logs = trainer.state.log_history
+    train_losses = [x["loss"] for x in logs if "loss" in x]
+    dev_losses = [x["eval_loss"] for x in logs if "eval_loss" in x]
+    prov = start_provenance(cfg, eot, dtype, stats, started)
+    prov.update({
         "global_step": trainer.state.global_step,
         "first_train_loss": train_losses[0] if train_losses else None,
         "last_train_loss": train_losses[-1] if train_losses else None,
+        "first_dev_loss": dev_losses[0] if dev_losses else None,
         "last_dev_loss": dev_losses[-1] if dev_losses else None,
-        "started": started,
         "finished": _now(),
-        "versions": versions,
-    }
+    })
+    return prov
 
 
 def sha256_path(path: str | os.PathLike) -> str:
@@ -577,7 +671,7 @@ def model_card(cfg: FinetuneConfig, prov: dict, run_dir: Path) -> str:
         f"- {prov['global_step']} optimizer steps, batch {cfg.batch_size} x {cfg.grad_accum} accumulation, "
         f"lr {cfg.learning_rate} ({cfg.lr_scheduler}), batching {cfg.batching}, compute {prov['compute_dtype']}",
         f"- train loss {fmt(prov['first_train_loss'])} → {fmt(prov['last_train_loss'])}; "
-        f"dev loss {fmt(prov['last_dev_loss'])}",
+        f"dev loss {fmt(prov['first_dev_loss'])} (step 0) → {fmt(prov['last_dev_loss'])}",
         f"- end-of-turn token: `{prov['eot_token']}`; the chat template used is saved with the tokenizer here",
         "- full settings: `config.yaml`; metrics: `metrics.jsonl`; provenance: `provenance.json`",
         "",
@@ -613,6 +707,14 @@ def write_json(path: Path, obj: Any) -> None:
     tmp = Path(str(path) + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _started_before(run_dir: Path) -> str | None:
+    """When a resumed run first started (its provenance.json)."""
+    try:
+        return json.loads((run_dir / "provenance.json").read_text(encoding="utf-8")).get("started")
+    except (OSError, ValueError):
+        return None
 
 
 def _now() -> str:

@@ -31,6 +31,20 @@ except ImportError as err:  # pragma: no cover
         raise
 
 
+# The compute dtype is a test parameter, so CI runs the bf16 and the fp32 paths on any CPU (with or without
+# native bf16): tests that train, merge, generate or judge locally take ``compute_dtype``.
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+@pytest.fixture(params=COMPUTE_DTYPES)
+def compute_dtype(request, monkeypatch) -> str:
+    """What ``compute_dtype: auto`` resolves to for this test (``CURATED_ALIGN_COMPUTE_DTYPE``)."""
+    from contract.models import ENV_DTYPE
+
+    monkeypatch.setenv(ENV_DTYPE, request.param)
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO

@@ -19,7 +19,7 @@ def prompts_file(tmp_path):
     return tmp_path / "prompts.jsonl"
 
 
-def test_batched_equals_one_at_a_time(tiny_model_dir, prompts_file):
+def test_batched_equals_one_at_a_time(tiny_model_dir, prompts_file, compute_dtype):
     cfg = GenerateConfig(prompts=str(prompts_file), out="-", model=str(tiny_model_dir), max_new_tokens=12)
     model, tokenizer, _, _, _ = _load(cfg)
     assert tokenizer.padding_side == "left"
@@ -100,7 +100,7 @@ def test_validation_reports_every_problem(tmp_path):
         assert part in msg
 
 
-def test_adapter_run_folder_and_its_provenance(tiny_model_dir, prompts_file, tmp_path):
+def test_adapter_run_folder_and_its_provenance(tiny_model_dir, prompts_file, tmp_path, compute_dtype):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -241,7 +241,7 @@ def test_reference_judge_needs_references(fake_openai):
     assert "The reference {answer} with braces." in fake_openai.bodies[0]["messages"][-1]["content"]
 
 
-def test_local_transformers_judge_constrained_and_free(tiny_model_dir):
+def test_local_transformers_judge_constrained_and_free(tiny_model_dir, compute_dtype):
     items = [("What is 2 + 2?", "4"), ("Name a colour.", "Blue is a colour."), ("Say hi.", "Hi!")]
     run = rate_many(items, kind="transformers", model=str(tiny_model_dir), decoding="constrained")
     assert all(isinstance(r, Rating) and 1 <= r.score <= 5 for r in run.results)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from finetune.config import load as load_config
 from finetune.train import check_inputs, latest_checkpoint
@@ -96,3 +97,99 @@ def test_existing_run_folder_needs_resume_or_overwrite(tmp_path, tiny_model_dir)
     with pytest.raises(ValueError, match="refusing to delete"):
         check_inputs(load_config(TINY_RECIPE, model=str(tiny_model_dir), data=str(data), output_dir=str(out),
                                  overwrite=True))
+
+
+# --------------------------------------------------------------------------- start-up and resume faults
+
+
+def _run_args(model, data, out, *extra):
+    return ["--config", str(TINY_RECIPE), "--model", str(model), "--data", str(data), "--output_dir", str(out),
+            "--max_steps", "3", "--save_steps", "100", "--dev_size", "0", *extra]
+
+
+def test_a_torn_newest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, tiny_model_dir, caplog):
+    """Truncated files (a kill mid-save, a full disk) in the newest checkpoint: resume from the one before."""
+    from finetune.train import run
+
+    data = write_curated(tmp_path / "d")
+    out = tmp_path / "run"
+    cfg = load_config(TINY_RECIPE, model=str(tiny_model_dir), data=str(data), output_dir=str(out), max_steps=6,
+                      save_steps=2, save_total_limit=3, dev_size=0.0, logging_steps=1)
+    run(cfg)
+    ckpts = out / "checkpoints"
+    assert latest_checkpoint(ckpts).name == "checkpoint-6"
+    for name, keep in (("optimizer.pt", 0.5), ("adapter_model.safetensors", 0.9)):
+        (out / "adapter_model.safetensors").unlink(missing_ok=True)  # as if killed before the end
+        torn = ckpts / "checkpoint-6" / name
+        good = torn.read_bytes()
+        torn.write_bytes(good[: int(len(good) * keep)])
+        caplog.clear()
+        assert latest_checkpoint(ckpts).name == "checkpoint-4"
+        assert f"skipping damaged checkpoint checkpoint-6: {name} is cut short" in caplog.text
+        # and --resume finishes from checkpoint-4 to the same final step
+        run(load_config(TINY_RECIPE, model=str(tiny_model_dir), data=str(data), output_dir=str(out), max_steps=6,
+                        save_steps=2, save_total_limit=3, dev_size=0.0, logging_steps=1, resume=True))
+        assert json.loads((out / "provenance.json").read_text())["global_step"] == 6
+        steps = [m["step"] for m in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in m]
+        assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_after_the_final_checkpoint_trains_no_step_past_max_steps(tmp_path, tiny_model_dir):
+    """Killed right after the final checkpoint was written: --resume finishes the run at max_steps."""
+    from safetensors.torch import load_file
+
+    from finetune.train import run
+
+    data = write_curated(tmp_path / "d")
+    out = tmp_path / "run"
+    kw = dict(model=str(tiny_model_dir), data=str(data), output_dir=str(out), max_steps=5, grad_accum=2,
+              save_steps=5, dev_size=0.0, logging_steps=1)
+    run(load_config(TINY_RECIPE, **kw))
+    final = latest_checkpoint(out / "checkpoints")
+    assert final.name == "checkpoint-5"
+    for name in ("adapter_model.safetensors", "README.md"):  # the kill came before the run folder was saved
+        (out / name).unlink()
+    run(load_config(TINY_RECIPE, resume=True, **kw))
+    assert json.loads((out / "provenance.json").read_text())["global_step"] == 5
+    assert latest_checkpoint(out / "checkpoints").name == "checkpoint-5"
+    saved, ckpt = load_file(str(out / "adapter_model.safetensors")), load_file(str(final / "adapter_model.safetensors"))
+    assert saved.keys() == ckpt.keys() and all(torch.equal(saved[k], ckpt[k]) for k in saved)
+    steps = [m["step"] for m in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in m]
+    assert steps == [1, 2, 3, 4, 5]
+
+
+def test_a_failed_start_leaves_no_run_behind(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    """The Hub unreachable: a one-paragraph error, no traceback, no config.yaml; the same command then fails
+    the same way (not with "already holds a run")."""
+    from finetune.__main__ import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = write_curated(tmp_path / "d")
+    out = tmp_path / "run"
+    for _ in range(2):
+        rc = main(_run_args("no-such-org/no-such-model", data, out))
+        err = capsys.readouterr().err
+        assert rc == 2
+        assert "error: model: cannot load 'no-such-org/no-such-model'" in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) <= 3, err
+        assert not (out / "config.yaml").exists()
+
+
+def test_max_length_beyond_the_model_is_an_error_unless_allowed(tmp_path, tiny_model_dir, capsys):
+    from finetune.__main__ import main
+
+    data = write_curated(tmp_path / "d")
+    rc = main(_run_args(tiny_model_dir, data, tmp_path / "a", "--max_length", "4096"))
+    err = capsys.readouterr().err
+    assert rc == 2 and "max_length: 4096 exceeds the model's max_position_embeddings (1024)" in err, err
+    assert not (tmp_path / "a" / "config.yaml").exists()
+    assert main(_run_args(tiny_model_dir, data, tmp_path / "b", "--max_length", "4096",
+                          "--allow_longer_than_model")) == 0
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_numbers_fail_validation(value, tiny_model_dir, tmp_path):
+    from finetune.config import parse_args
+
+    with pytest.raises(ValueError, match=f"learning_rate: must be a finite number, got {value}"):
+        parse_args(_run_args(tiny_model_dir, tmp_path / "d.jsonl", tmp_path / "r", f"--learning_rate={value}"))

@@ -15,6 +15,8 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from conftest import COMPUTE_DTYPES
+from contract.models import ENV_DTYPE, run_compute_dtype
 from finetune import data as D
 from finetune.config import load as load_config
 
@@ -70,8 +72,15 @@ class Observer(TrainerCallback):
         model.train()
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_model_dir):
+@pytest.fixture(scope="module", params=COMPUTE_DTYPES)
+def trained(request, tmp_path_factory, tiny_model_dir):
+    """One QLoRA run per compute dtype (fp32 and bf16, whatever the CPU): every test below runs on both."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ENV_DTYPE, request.param)
+        yield _train(tmp_path_factory, tiny_model_dir)
+
+
+def _train(tmp_path_factory, tiny_model_dir):
     from finetune.train import run
 
     root = tmp_path_factory.mktemp("finetune")
@@ -120,7 +129,8 @@ def test_metrics_show_the_loss_going_down(trained):
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert last < first - 0.3, losses
     evals = [m for m in trained.metrics if "eval_loss" in m]
-    assert [m["step"] for m in evals][:2] == [12, 24] and all(m["eval_loss"] == m["eval_loss"] for m in evals)
+    # the dev loss at step 0 (the base's), at every eval_steps, and not twice at the end
+    assert [m["step"] for m in evals] == [0, 12, 24] and all(m["eval_loss"] == m["eval_loss"] for m in evals)
     data = next(m for m in trained.metrics if m.get("event") == "data")
     assert data["train/kept"] + data["dev/kept"] == 24 and data["train/truncated"] == 0
     assert any("train_tokens_per_second" in m for m in trained.metrics)
@@ -149,7 +159,7 @@ def test_saved_adapter_loads_onto_the_base_and_gives_the_trained_logits(trained)
     from finetune.train import load_base
 
     tok = AutoTokenizer.from_pretrained(trained.run_dir)
-    base = load_base(trained.cfg, torch.float32)
+    base = load_base(trained.cfg, run_compute_dtype(trained.run_dir))  # the dtype the run trained in
     model = PeftModel.from_pretrained(base, trained.run_dir).eval()
     ids = tok.apply_chat_template(PROBE, tokenize=True, return_dict=True)["input_ids"]
     with torch.no_grad():
@@ -195,7 +205,8 @@ def test_merge_writes_bf16_model_with_the_adapters_logits(trained, tmp_path):
             {"role": "assistant", "content": "Light goes through the cloud."}]
     ids = torch.tensor([tok.apply_chat_template(conv, tokenize=True, return_dict=True)["input_ids"]])
     merged = AutoModelForCausalLM.from_pretrained(out)
-    reference = PeftModel.from_pretrained(load_base(trained.cfg, torch.float32), trained.run_dir).eval()
+    reference = PeftModel.from_pretrained(load_base(trained.cfg, run_compute_dtype(trained.run_dir)),
+                                          trained.run_dir).eval()
     with torch.no_grad():
         ref = reference(input_ids=ids).logits[0]
         got = merged(input_ids=ids).logits[0]

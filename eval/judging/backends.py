@@ -273,7 +273,10 @@ class TransformersBackend:
         self.tokenizer = AutoTokenizer.from_pretrained(tok_src)
         if self.tokenizer.chat_template is None:
             raise FatalBackendError(f"the tokenizer of {tok_src} has no chat template; a judge model needs one")
-        model = AutoModelForCausalLM.from_pretrained(cfg.model)
+        from contract.models import compute_dtype, run_compute_dtype
+
+        dtype = (run_compute_dtype(cfg.adapter) if cfg.adapter else None) or compute_dtype("auto")
+        model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype)
         if cfg.adapter:
             from peft import PeftModel
 
