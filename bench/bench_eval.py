@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 
 def _pairs(n: int):
-    from eval.judging import Pair
+    from judging import Pair
 
     return [Pair(f"p{i}", f"Question {i}?", f"A fairly detailed answer {i}." * (1 + i % 3), f"Answer {i}.")
             for i in range(n)]
@@ -39,7 +39,7 @@ def _pairs(n: int):
 def bench_judging(n_pairs: int, latency: float, concurrency: int) -> dict:
     from openai_fixtures import FakeOpenAI
 
-    from eval.judging import judge_pairs
+    from judging import judge_pairs
 
     fake = FakeOpenAI().start()
     fake.latency = latency

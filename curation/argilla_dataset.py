@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from curation.aggregate import Answer, NothingAnswered, Suggestion, agreement, decide
 from curation.config import CurationConfig
-from curation.schema import sha256_file, write_jsonl
+from contract.io import sha256_file, write_jsonl
 from curation.score import SIGNALS_AGENT, judge_agent
 from curation.workspace import Workspace, fingerprint, now, write_parquet
 
@@ -110,8 +110,8 @@ def with_retries(fn: Callable[[], Any], what: str, cfg: CurationConfig, url: str
 
 
 def connect(cfg: CurationConfig, ws: Workspace):
-    from curation.client import connect as _connect
-    from curation.client import resolve
+    from contract.argilla import connect as _connect
+    from contract.argilla import resolve
 
     url, _, _ = resolve(ws.root, api_url=cfg.push.api_url or None)  # no server configured: fails at once
 

@@ -1,32 +1,28 @@
-"""The one typed config of the curation pipeline.
+"""The one typed config of the curation pipeline: field declarations and the checks that relate them.
 
 Resolution order: the dataclass defaults here, then a YAML recipe
 (``--config curation/recipes/default.yaml``; without one, the resolved config
 an earlier step saved in ``<workspace>/config.yaml``), then command-line flags
-(``--select.budget 500``, or the short aliases listed in :data:`ALIASES`).
+(``--select.budget 500``, or the short aliases of each command, ``--budget 500``).
 
-Every field is documented once, in its ``help`` metadata, which also feeds
-``--help``. Unknown keys are an error naming the closest known key, and
-:meth:`CurationConfig.validate` reports every problem at once.
+Every field is documented once, in its ``help``, which also feeds ``--help`` and the comments of the
+saved ``config.yaml``. Unknown keys are an error naming the closest known key, and every problem is
+reported at once. The mechanism is ``contract.config``, shared by the three command lines.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from contract import config as cc
 
 
 def _f(default: Any, help: str, **kw) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
+    return cc.option(default, help, **kw)
 
 
 STRATEGIES = ("curated", "signals", "random", "longest")
@@ -73,7 +69,7 @@ class ScoreConfig:
                                             "prompt's n-grams.")
     decontam_embedding_threshold: float = _f(0.9, "Flag a candidate when its prompt embedding has at least this "
                                                   "cosine similarity to an eval prompt.")
-    judge: str = _f("", "Judge for the optional LLM quality rating (a judge name of eval/judges, e.g. "
+    judge: str = _f("", "Judge for the optional LLM quality rating (a judge name of judging/judges, e.g. "
                         "'quality-rating'); empty disables it.")
     judge_base_url: str = _f("", "OpenAI-compatible base URL for the judge (empty: the judge config's default).")
     judge_model: str = _f("", "Model name for the judge (empty: the judge config's default).")
@@ -116,16 +112,17 @@ class PullConfig:
 @dataclass
 class SelectConfig:
     budget: int = _f(1000, "Examples to select.")
-    strategies: list = _f(list(STRATEGIES), "Strategies to compute (curated needs decisions from pull).")
+    strategies: list = _f(list(STRATEGIES), "Strategies to compute (curated needs decisions from pull).",
+                          choices=STRATEGIES)
     diversity: str = _f("greedy", "Diversity method: greedy (quality order, similarity ceiling), kcenter "
-                                  "(quality-weighted farthest point), or none.")
+                                  "(quality-weighted farthest point), or none.", choices=("greedy", "kcenter", "none"))
     similarity_ceiling: float = _f(0.9, "greedy: skip a candidate whose cosine similarity to a kept one is at least "
                                         "this.")
     kcenter_pool_factor: float = _f(3.0, "kcenter: choose among the top budget x factor candidates by quality.")
     min_quality: float = _f(0.2, "Score below which a candidate is never selected (curated and signals); 0.2 drops "
                                  "answers that are mostly LIMA's markers, boilerplate or very short.")
     curator_weight: float = _f(0.7, "curated: weight of the curators' mean rating against the signals score.")
-    quota_field: str = _f("", "Quota by 'source' or 'category' (empty: no quotas).")
+    quota_field: str = _f("", "Quota by 'source' or 'category' (empty: no quotas).", choices=("", "source", "category"))
     quotas: dict = _f({}, "Maximum examples per value of quota_field, e.g. {stackexchange: 400}.")
     quota_default: int = _f(0, "Maximum for values not listed in quotas (0: no limit).")
     seed: int = _f(0, "Seed for the random strategy.")
@@ -134,7 +131,7 @@ class SelectConfig:
 @dataclass
 class ExportConfig:
     strategy: str = _f("auto", "Selection to export: curated, signals, random, longest, or auto (curated when "
-                               "decisions exist, else signals).")
+                               "decisions exist, else signals).", choices=STRATEGIES + ("auto",))
     output_dir: str = _f("data", "Folder that receives <name>/.")
     dev_fraction: float = _f(0.0, "Fraction held out as dev.jsonl (0: no dev split).")
     push_to_hub: str = _f("", "Hub dataset id to push to through `datasets` (empty: do not push).")
@@ -144,12 +141,12 @@ class ExportConfig:
 class CurationConfig:
     name: str = _f("lima-curated", "Dataset name: the export goes to <export.output_dir>/<name>/.")
     workspace: str = _f("workspace", "Workspace folder holding the pipeline's state (see curation/README.md).")
-    ingest: IngestConfig = field(default_factory=IngestConfig)
-    score: ScoreConfig = field(default_factory=ScoreConfig)
-    push: PushConfig = field(default_factory=PushConfig)
-    pull: PullConfig = field(default_factory=PullConfig)
-    select: SelectConfig = field(default_factory=SelectConfig)
-    export: ExportConfig = field(default_factory=ExportConfig)
+    ingest: IngestConfig = _f(IngestConfig, "Reading candidate pools (python -m curation ingest).")
+    score: ScoreConfig = _f(ScoreConfig, "Signals per candidate (python -m curation score).")
+    push: PushConfig = _f(PushConfig, "The Argilla dataset for curators (python -m curation push).")
+    pull: PullConfig = _f(PullConfig, "Curators' answers to decisions (python -m curation pull).")
+    select: SelectConfig = _f(SelectConfig, "Selection to a budget (python -m curation select).")
+    export: ExportConfig = _f(ExportConfig, "The versioned dataset in data/ (python -m curation export).")
 
     # ------------------------------------------------------------------ loading
 
@@ -161,60 +158,35 @@ class CurationConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "CurationConfig":
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"config file not found: {path}") from None
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML: {err}") from None
-        if data is not None and not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-        return cls.from_dict(data, where=str(path))
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        return cls.from_dict(cc.load_yaml(path), where=str(path))
 
     def update(self, data: dict, *, where: str = "config") -> None:
-        """Apply a nested mapping; unknown keys raise, naming the closest key."""
-        for key, value in data.items():
-            self.set(key, value, where=where)
+        """Apply a nested mapping (or dotted keys); every problem in one ConfigError."""
+        issues: list[str] = []
+        cc.apply(self, data, where, issues)
+        if issues:
+            raise cc.ConfigError(issues, "invalid curation config")
 
     def set(self, dotted: str, value: Any, *, where: str = "config") -> None:
         """Set ``section.field`` (or a top-level field, or a whole section from a mapping)."""
-        parts = dotted.split(".")
-        target: Any = self
-        for i, part in enumerate(parts):
-            names = [f.name for f in fields(target)]
-            if part not in names:
-                prefix = ".".join(parts[:i])
-                raise KeyError(_unknown_key(".".join(parts[: i + 1]), [f"{prefix}.{n}" if prefix else n
-                                                                         for n in names], where))
-            if _is_section(target, part):
-                if i == len(parts) - 1:
-                    if not isinstance(value, dict):
-                        raise ValueError(f"{where}: '{dotted}' is a section; expected a mapping, got "
-                                         f"{type(value).__name__}")
-                    for k, v in value.items():
-                        self.set(f"{dotted}.{k}", v, where=where)
-                    return
-                target = getattr(target, part)
-                continue
-            if i != len(parts) - 1:
-                raise KeyError(f"{where}: '{'.'.join(parts[:i + 1])}' is not a section")
-            setattr(target, part, _coerce(value, _field_type(target, part), f"{where}: {dotted}"))
-            return
+        self.update({dotted: value}, where=where)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+    def to_yaml(self, header: str = "") -> str:
+        return cc.to_yaml(self, header)
 
     def section_dict(self, name: str) -> dict:
         return dataclasses.asdict(getattr(self, name))
 
     # ------------------------------------------------------------------ checks
 
-    def validate(self) -> "CurationConfig":
-        """Raise one ValueError listing every problem found."""
+    def problems(self) -> list[str]:
+        """Checks that relate fields or bound numbers (types, choices and finite numbers are checked for
+        every config by contract.config)."""
         issues = []
         s, p, sel, e = self.score, self.push, self.select, self.export
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -225,8 +197,9 @@ class CurationConfig:
                 if "path" not in pool:
                     issues.append(f"ingest.pools[{i}] needs a 'path'")
                 if unknown:
-                    issues.append(_unknown_key(sorted(unknown)[0], ["path", "source", "format", "mapping"],
-                                               f"ingest.pools[{i}]"))
+                    key = sorted(unknown)[0]
+                    issues.append(f"ingest.pools[{i}]: unknown key {key!r}"
+                                  + cc.closest(key, ["path", "source", "format", "mapping"]))
             elif not isinstance(pool, str):
                 issues.append(f"ingest.pools[{i}] must be a path or a {{path, source, format, mapping}} object")
         if not 0 <= self.ingest.max_reject_fraction <= 1:
@@ -250,7 +223,8 @@ class CurationConfig:
                                    ("penalties", s.penalties, ScoreConfig().penalties)):
             for k, v in table.items():
                 if k not in known:
-                    issues.append(_unknown_key(f"score.{name}.{k}", [f"score.{name}.{n}" for n in known], "config"))
+                    issues.append(f"unknown key 'score.{name}.{k}'" + cc.closest(f"score.{name}.{k}",
+                                                                                [f"score.{name}.{n}" for n in known]))
                 elif not isinstance(v, (int, float)) or v < 0:
                     issues.append(f"score.{name}.{k} must be a number >= 0")
         if p.overlap < 1:
@@ -261,125 +235,24 @@ class CurationConfig:
             issues.append("push.categories must not be empty")
         if sel.budget < 1:
             issues.append("select.budget must be at least 1")
-        for st in sel.strategies:
-            if st not in STRATEGIES:
-                issues.append(_unknown_key(f"select.strategies: {st}", list(STRATEGIES), "config").replace(
-                    "unknown key", "unknown strategy"))
-        if sel.diversity not in ("greedy", "kcenter", "none"):
-            issues.append(f"select.diversity {sel.diversity!r} must be greedy, kcenter or none")
         if not 0 < sel.similarity_ceiling <= 1:
             issues.append("select.similarity_ceiling must be within (0, 1]")
         if not 0 <= sel.curator_weight <= 1:
             issues.append("select.curator_weight must be within [0, 1]")
-        if sel.quota_field not in ("", "source", "category"):
-            issues.append(f"select.quota_field {sel.quota_field!r} must be '', 'source' or 'category'")
-        if e.strategy not in STRATEGIES + ("auto",):
-            issues.append(f"export.strategy {e.strategy!r} must be auto or one of {', '.join(STRATEGIES)}")
         if not 0 <= e.dev_fraction < 1:
             issues.append("export.dev_fraction must be within [0, 1)")
+        return issues
+
+    def validate(self) -> "CurationConfig":
+        """Raise one ConfigError listing every problem found; return self otherwise."""
+        issues = cc.check_fields(self) + self.problems()
         if issues:
-            raise ValueError("invalid curation config:\n  - " + "\n  - ".join(issues))
+            raise cc.ConfigError(issues, "invalid curation config")
         return self
 
     @property
     def dataset_name(self) -> str:
         return self.push.dataset or f"{self.name}-curation"
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _is_section(obj: Any, name: str) -> bool:
-    return dataclasses.is_dataclass(getattr(obj, name))
-
-
-def _field_type(obj: Any, name: str) -> Any:
-    hints = typing.get_type_hints(type(obj))
-    return hints[name]
-
-
-def _coerce(value: Any, typ: Any, where: str) -> Any:
-    """Coerce YAML/flag values to the field's type, or raise naming the key."""
-    if typ is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return value.lower() in ("true", "yes", "1", "on")
-        raise ValueError(f"{where}: expected true or false, got {value!r}")
-    if typ is int:
-        if isinstance(value, bool):
-            raise ValueError(f"{where}: expected an integer, got {value!r}")
-        try:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}: expected an integer, got {value!r}") from None
-    if typ is float:
-        if isinstance(value, bool):
-            raise ValueError(f"{where}: expected a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}: expected a number, got {value!r}") from None
-    if typ is str:
-        if value is None:
-            return ""
-        if isinstance(value, (dict, list)):
-            raise ValueError(f"{where}: expected text, got {type(value).__name__}")
-        return str(value)
-    if typ is list:
-        if value is None:
-            return []
-        if isinstance(value, str):
-            value = yaml.safe_load(value) if value.strip().startswith("[") else [value]
-        if not isinstance(value, list):
-            raise ValueError(f"{where}: expected a list, got {type(value).__name__}")
-        return list(value)
-    if typ is dict:
-        if value is None:
-            return {}
-        if isinstance(value, str):
-            value = yaml.safe_load(value)
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return dict(value)
-    return value
-
-
-def _unknown_key(key: str, known: list[str], where: str) -> str:
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
-    return f"{where}: unknown key '{key}'{hint}"
-
-
-def all_keys() -> list[tuple[str, Any, str]]:
-    """(dotted key, type, help) for every leaf field, for the CLI."""
-    out = []
-    root = CurationConfig()
-    for f in fields(root):
-        value = getattr(root, f.name)
-        if dataclasses.is_dataclass(value):
-            hints = typing.get_type_hints(type(value))
-            for g in fields(value):
-                out.append((f"{f.name}.{g.name}", hints[g.name], g.metadata.get("help", "")))
-        else:
-            out.append((f.name, typing.get_type_hints(CurationConfig)[f.name], f.metadata.get("help", "")))
-    return out
-
-
-# Short flags for the settings changed most often: flag -> dotted key.
-ALIASES = {
-    "budget": "select.budget",
-    "pool": "ingest.pools",
-    "eval_prompts": "score.eval_prompts",
-    "unattended": "pull.unattended",
-    "dataset": "push.dataset",
-    "overlap": "push.overlap",
-    "embedding_model": "score.embedding_model",
-    "judge": "score.judge",
-    "strategy": "export.strategy",
-}
 
 
 def resolve(config_path: str | None, overrides: dict[str, Any], workspace: str | None = None) -> CurationConfig:
@@ -392,6 +265,5 @@ def resolve(config_path: str | None, overrides: dict[str, Any], workspace: str |
         cfg = CurationConfig.from_yaml(saved) if saved and saved.exists() else CurationConfig()
         # letting AI suggestions decide is asked for each time (flag or recipe), never remembered
         cfg.pull.unattended = False
-    for key, value in overrides.items():
-        cfg.set(key, value, where="command line")
-    return cfg.validate()
+    return cc.build(CurationConfig, (overrides, "command line"), base=cfg, validate=CurationConfig.problems,
+                    title="invalid curation config")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.schema import DataError
+from contract.schema import DataError
 
 _WORDS = re.compile(r"\w+")
 PROMPT_KEYS = ("prompt", "instruction", "question", "input", "text")

@@ -14,8 +14,8 @@ import statistics
 from pathlib import Path
 
 from curation.config import CurationConfig
-from curation.schema import sha256_file, write_jsonl
-from curation.workspace import Workspace, fingerprint, now, write_json, write_text
+from contract.io import sha256_file, write_json, write_jsonl, write_text
+from curation.workspace import Workspace, fingerprint, now
 
 
 def resolve_strategy(cfg: CurationConfig, ws: Workspace) -> str:

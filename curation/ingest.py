@@ -16,7 +16,9 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from curation.config import CurationConfig
-from curation.schema import FILE_SUFFIXES, DataError, ReadResult, read_examples, sha256_file, write_rejects
+from contract.io import sha256_file
+from contract.readers import ReadResult, read_examples, write_rejects
+from contract.schema import FILE_SUFFIXES, DataError
 from curation.workspace import Workspace, fingerprint, now, write_parquet
 
 CANDIDATE_SCHEMA = pa.schema([

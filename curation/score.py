@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from curation import decontam, dedup, embed, signals
 from curation.config import CurationConfig
 from curation.ingest import load_candidates
-from curation.schema import sha256_file
+from contract.io import sha256_file
 from curation.workspace import Workspace, fingerprint, now, save_npy, write_parquet
 
 SIGNALS_AGENT = "curated-align/signals"
@@ -37,7 +37,7 @@ def _inputs_fingerprint(cfg: CurationConfig, ws: Workspace) -> str:
     evals = {p: sha256_file(p) if Path(p).exists() else None for p in s.eval_prompts}
     judge = None
     if s.judge:
-        from eval.judging import load_judge
+        from judging import load_judge
 
         judge = {"fingerprint": load_judge(s.judge).fingerprint, "base_url": s.judge_base_url,
                  "model": s.judge_model, "limit": s.judge_limit or 3 * cfg.select.budget}
@@ -152,7 +152,7 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
     q_kw = dict(lo=s.lima_min_chars, hi=s.lima_max_chars, min_chars=s.min_response_chars)
     q_heur, _ = signals.quality(cols, s.weights, s.penalties, **q_kw)
 
-    # optional LLM rating through the project's one judge abstraction (eval.judging)
+    # optional LLM rating through the project's one judge abstraction (judging)
     rating = np.full(n, np.nan)
     rationale = [""] * n
     rating_error = [""] * n
@@ -248,7 +248,7 @@ def _best_of_groups(group: np.ndarray, q: np.ndarray, eligible: np.ndarray, marg
 
 
 def _rate(cfg, ws, table, q_heur, eligible, group):
-    from eval.judging import FatalBackendError, JudgeRunError, Rating, rate_many
+    from judging import FatalBackendError, JudgeRunError, Rating, rate_many
 
     s = cfg.score
     n = len(q_heur)

@@ -37,8 +37,9 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from curation.config import STRATEGIES, CurationConfig
-from curation.schema import example_id, sha256_file, write_jsonl
-from curation.workspace import Workspace, fingerprint, now, write_json
+from contract.io import sha256_file, write_json, write_jsonl
+from contract.schema import example_id
+from curation.workspace import Workspace, fingerprint, now
 
 
 class Pool:

@@ -295,7 +295,7 @@ class FastLangid:
                       "pc": np.asarray(ident.nb_pc, dtype=np.float64), "classes": np.asarray(ident.nb_classes),
                       "numfeats": np.asarray(ident.nb_numfeats)}
             try:
-                from curation.workspace import atomic_path
+                from contract.io import atomic_path
 
                 with atomic_path(path) as tmp:
                     with open(tmp, "wb") as fh:

@@ -11,7 +11,7 @@ Layout (see curation/README.md)::
       embeddings.npy            score: float32 (n, d), L2-normalized, rows aligned with signals.parquet
       prompt_embeddings.npy     score: prompt-only embeddings (when decontaminating against eval prompts)
       cache/embeddings/…        score: embedding chunks by model and text kind, so an interrupted run resumes
-      cache/judge/…             score: the judge's cache (eval/judging.py)
+      cache/judge/…             score: the judge's cache (judging.py)
       shortlist.jsonl           push: the shortlisted candidate ids with their AI suggestions
       decisions.parquet         pull: one decision per shortlisted record (human or AI)
       disputed.jsonl            pull: records the curators disagree on
@@ -34,6 +34,8 @@ import os
 import time
 from pathlib import Path
 from typing import Any, Iterator
+
+from contract.io import atomic_path, write_json
 
 
 class WorkspaceLocked(RuntimeError):
@@ -138,30 +140,6 @@ class Workspace:
 
 
 # ---------------------------------------------------------------------- atomic writes
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
-
-
-def write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def write_parquet(path: str | os.PathLike, table) -> None:

@@ -1,22 +1,24 @@
-"""The typed settings of eval's commands: each field documented once, defaults only here.
+"""The typed settings of eval's commands: field declarations only (``contract.config.option``).
 
-The same dataclasses give the command-line flags (``--max-new-tokens``), the
-keys of ``python -m eval run``'s YAML file (``max_new_tokens``), and the
-provenance saved beside every artifact. Unknown keys are an error.
+The same dataclasses give the command-line flags (``--max-new-tokens``; ``--max_new_tokens`` works
+too), the keys of ``python -m eval run``'s YAML file (``max_new_tokens``), and the provenance saved
+beside every artifact. Unknown keys are an error naming the closest key; every problem is reported at
+once. A setting left unset (``None``) comes from elsewhere, named in its help: a judge folder's
+``backend:`` block is overridden only by a flag that was actually given. The mechanism is
+``contract.config``, shared by the three command lines.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from contract import config as cc
 
 
-def _f(default: Any, help: str, **meta: Any):
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **meta})
-    return field(default=default, metadata={"help": help, **meta})
+def _f(default: Any, help: str, *, required: bool = False, nargs: str | None = None, **kw: Any):
+    return cc.option(default, help, required=required, **kw)
 
 
 @dataclass
@@ -47,23 +49,31 @@ class JudgeArgs:
     a: str = _f("", "generations.jsonl of the system under test (A: the verdict is from its side).")
     b: str = _f("", "generations.jsonl of the reference (B), or AlpacaEval outputs.")
     out: str = _f("", "judgments.jsonl to write (LLM judges, and human pull).")
-    judge: str = _f("lima-three-way", "Judge name (a folder of eval/judges) or a judge folder path.")
-    backend: str = _f("openai", "openai (any OpenAI-compatible endpoint), transformers (alias local) or human (Argilla).")
+    judge: str = _f("lima-three-way", "Judge name (a folder of judging/judges) or a judge folder path.")
+    backend: Optional[str] = _f(None, "openai (any OpenAI-compatible endpoint), transformers (alias local) or human "
+                                      "(Argilla). Default: the judge folder's backend block, else openai.",
+                                choices=("openai", "transformers", "local", "human"))
     model: str = _f("", "Judge model: the endpoint's model name (env EVAL_JUDGE_MODEL), or a local path for transformers.")
     base_url: str = _f("", "OpenAI-compatible base URL (env EVAL_JUDGE_BASE_URL, then OPENAI_BASE_URL). The key is "
                            "read from EVAL_JUDGE_API_KEY or OPENAI_API_KEY, never from a flag.")
     judge_adapter: str = _f("", "transformers: a PEFT adapter for the judge model.")
-    decoding: str = _f("constrained", "transformers: constrained (score the verdict strings) or generate (free text + parser).")
+    decoding: Optional[str] = _f(None, "transformers: constrained (score the verdict strings) or generate (free "
+                                       "text + parser). Default: the judge folder's backend block, else constrained.",
+                                 choices=("constrained", "generate"))
     references: str = _f("", "File with reference answers for reference-guided judges: a prompt file with "
                              "'reference', or generations/outputs whose 'output' is the reference.")
     concurrency: int = _f(8, "Requests in flight at once (openai backend).")
     max_cost: float = _f(0.0, "Stop cleanly once this many USD are spent (0: no cap); what was judged is written.")
-    price_input: float = _f(-1.0, "USD per million prompt tokens (env EVAL_JUDGE_PRICE_INPUT; -1: from env/config).")
-    price_output: float = _f(-1.0, "USD per million completion tokens (env EVAL_JUDGE_PRICE_OUTPUT).")
-    timeout: float = _f(60.0, "Seconds per request before it is retried.")
-    max_retries: int = _f(6, "Retries per request on 429, 5xx, timeouts.")
-    max_unparseable: float = _f(-1.0, "Fail when more than this fraction of pairs has no parseable verdict "
-                                      "(-1: the judge config's max_unparseable).")
+    price_input: Optional[float] = _f(None, "USD per million prompt tokens. Default: env EVAL_JUDGE_PRICE_INPUT, "
+                                            "else the judge folder's backend block, else 0.")
+    price_output: Optional[float] = _f(None, "USD per million completion tokens. Default: env "
+                                             "EVAL_JUDGE_PRICE_OUTPUT, else the judge folder's backend block, else 0.")
+    timeout: Optional[float] = _f(None, "Seconds per request before it is retried. Default: the judge folder's "
+                                        "backend block, else 60.")
+    max_retries: Optional[int] = _f(None, "Retries per request on 429, 5xx, timeouts. Default: the judge folder's "
+                                          "backend block, else 6.")
+    max_unparseable: Optional[float] = _f(None, "Fail when more than this fraction of pairs has no parseable "
+                                                "verdict. Default: the judge config's max_unparseable.")
     cache_dir: str = _f("", "Judgment cache folder (default ~/.cache/curated-align/judge).")
     no_cache: bool = _f(False, "Do not read or write the cache.")
     limit: int = _f(0, "Judge only the first N pairs (0: all).")
@@ -88,57 +98,16 @@ class ReportArgs:
     seed: int = _f(0, "Seed of the bootstrap and of the sample choice.")
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = ()) -> None:
+def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """One ``--flag`` per dataclass field, with its help text and default."""
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        meta = dict(f.metadata)
-        help_text = meta.pop("help")
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kwargs: dict[str, Any] = {"dest": f.name, "help": f"{help_text} (default: {default!r})"}
-        if meta.get("required"):
-            kwargs["help"] = help_text
-            kwargs["required"] = True
-        if isinstance(default, bool):
-            kwargs["action"] = argparse.BooleanOptionalAction if default else "store_true"
-            kwargs["default"] = default
-        elif isinstance(default, list):
-            kwargs["nargs"] = meta.get("nargs", "+")
-            kwargs["default"] = default
-        else:
-            kwargs["type"] = type(default)
-            kwargs["default"] = default
-        parser.add_argument(flag, **kwargs)
+    cc.add_arguments(parser, cls)
 
 
 def from_namespace(cls, ns: argparse.Namespace):
-    return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)})
+    """``cls`` from the flags given on the command line (defaults for the rest), checked."""
+    return cc.build(cls, (cc.given(ns), "command line"))
 
 
 def from_mapping(cls, data: dict, where: str) -> Any:
     """Build ``cls`` from a YAML mapping; unknown keys and wrong types are reported together."""
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    problems = [f"{where}: unknown key {k!r} (known: {', '.join(names)})" for k in data if k not in names]
-    values = {}
-    for k, v in data.items():
-        if k not in names:
-            continue
-        f = names[k]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if isinstance(default, bool) and not isinstance(v, bool):
-            problems.append(f"{where}.{k}: expected true/false, got {v!r}")
-        elif isinstance(default, (int, float)) and not isinstance(default, bool):
-            try:
-                v = type(default)(v)
-            except (TypeError, ValueError):
-                problems.append(f"{where}.{k}: expected a number, got {v!r}")
-        elif isinstance(default, str) and v is not None:
-            v = str(v)
-        elif isinstance(default, list) and isinstance(v, str):
-            v = [v]
-        values[k] = v if v is not None else default
-    if problems:
-        raise ValueError("\n".join(problems))
-    return cls(**values)
+    return cc.build(cls, (data, where))

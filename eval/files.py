@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from curation.schema import sha256_file, write_jsonl  # noqa: F401 (part of this module's API)
+from contract.io import sha256_file, write_jsonl  # noqa: F401 (part of this module's API)
 
 
 def prompt_id(text: str) -> str:

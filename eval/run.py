@@ -112,7 +112,7 @@ def plan(data: dict, base: Path | None = None) -> RunPlan:
     if not problems:
         result.report = from_mapping(ReportArgs, {**rep, "judgments": [str(j.out) for j in result.judge],
                                                   "out": str(out_dir / "report")}, "report")
-        from .judging import load_judge
+        from judging import load_judge
 
         for j in result.judge:
             try:
@@ -127,7 +127,7 @@ def plan(data: dict, base: Path | None = None) -> RunPlan:
 
 
 def main(config_path: str, dry_run: bool = False) -> int:
-    from . import cli, generate, report
+    from . import generate, judge, report
 
     data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
     steps = plan(data)
@@ -149,7 +149,7 @@ def main(config_path: str, dry_run: bool = False) -> int:
     for g in steps.generate:
         generate.main(g)
     for j in steps.judge:
-        code = cli.judge(j)
+        code = judge.main(j)
         if code != 0:
             print(f"eval run: judging {j.out} failed (exit {code}); stopping before the report", file=sys.stderr)
             return code

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from curation.schema import DataError
+from contract.schema import DataError
 
 
 def main(argv: list[str] | None = None) -> int:

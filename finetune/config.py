@@ -1,24 +1,24 @@
-"""The one training config: a typed dataclass whose field docs feed ``--help`` and the YAML comments.
+"""The one training config: field declarations (``contract.config.option``) and the checks that relate
+them. Each field's documentation is its ``--help`` text and its comment in the saved ``config.yaml``.
 
 Order of precedence: defaults (here, and only here) < the YAML file (``--config``) < ``--key value``
-flags. Unknown keys fail and name the closest valid key. :func:`validate` reports every problem at
-once in one ``ValueError``.
+flags. Unknown keys fail and name the closest valid key; every problem is reported at once. The
+mechanism (parsing, coercion, YAML, flags) is ``contract.config``, shared by the three command lines.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
-import math
 import os
 import re
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from contract import config as cc
+from contract.models import DTYPES
 
 GROUPS = {
     "model": "Model and quantization",
@@ -29,19 +29,15 @@ GROUPS = {
 }
 
 
-def _f(default: Any, help: str, group: str, choices: tuple | None = None):
-    meta = {"help": help, "group": group}
-    if choices:
-        meta["choices"] = choices
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
+def _f(default: Any, help: str, group: str, choices: tuple | None = None, required: str = ""):
+    return cc.option(default, help, group=group, choices=choices, required=required)
 
 
 @dataclass
 class FinetuneConfig:
     # ----------------------------------------------------------------- model
-    model: str = _f("", "Base model: a Hugging Face Hub id or a local folder (required).", "model")
+    model: str = _f("", "Base model: a Hugging Face Hub id or a local folder.", "model",
+                    required="a Hub id or a local folder")
     quantization: str = _f(
         "nf4", "nf4: QLoRA, the base loaded in 4-bit NF4 by bitsandbytes and frozen; none: plain LoRA on an "
         "unquantized base (in compute_dtype).", "model", ("nf4", "none"))
@@ -50,7 +46,7 @@ class FinetuneConfig:
     compute_dtype: str = _f(
         "auto", "dtype of the matmuls and of the unquantized weights. auto: bfloat16 where the device does "
         "bf16 natively (CUDA compute capability 8+, CPUs with AVX512-BF16/AMX), else float32.", "model",
-        ("auto", "bfloat16", "float16", "float32"))
+        DTYPES)
     quant_storage: str = _f(
         "uint8", "dtype the packed 4-bit weights are stored in (bnb_4bit_quant_storage). Use bfloat16 for "
         "FSDP-QLoRA so FSDP can shard them like the other weights.", "model",
@@ -74,9 +70,10 @@ class FinetuneConfig:
     lora_target: str = _f("all-linear", "Modules that get adapters: all-linear (every linear layer but the "
                           "output head, as in QLoRA) or a comma-separated list such as q_proj,v_proj.", "lora")
     # ----------------------------------------------------------------- data
-    data: str = _f("", "Training data (required): a JSONL/JSON/Parquet/CSV file in messages format (the "
+    data: str = _f("", "Training data: a JSONL/JSON/Parquet/CSV file in messages format (the "
                    "curation export data/<name>/train.jsonl), a datasets save_to_disk folder, or a Hub "
-                   "dataset id (hf:owner/name).", "data")
+                   "dataset id (hf:owner/name).", "data",
+                   required="a messages-format file, a save_to_disk folder or a Hub dataset id")
     data_split: str = _f("train", "Split to read from a save_to_disk folder with several splits or a Hub "
                          "dataset.", "data")
     dev_data: typing.Optional[str] = _f(None, "Separate dev set for the dev loss (same formats as data). "
@@ -136,103 +133,17 @@ class FinetuneConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
-_HINTS = typing.get_type_hints(FinetuneConfig)
-
-
-def _base_type(name: str) -> tuple[type, bool]:
-    """(type, optional) of a field."""
-    hint = _HINTS[name]
-    args = typing.get_args(hint)
-    if args and type(None) in args:
-        return next(a for a in args if a is not type(None)), True
-    return hint, False
 
 
 def closest(key: str) -> str:
     """The valid key nearest to ``key``, as a hint for an error message."""
-    norm = key.lstrip("-").replace("-", "_")
-    match = difflib.get_close_matches(norm, FIELDS, n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else f" (valid keys: {', '.join(FIELDS)})"
-
-
-def _coerce(name: str, value: Any, issues: list[str], where: str) -> Any:
-    typ, optional = _base_type(name)
-    if value is None:
-        if optional:
-            return None
-        issues.append(f"{name}: null is not allowed (expected {typ.__name__}) [{where}]")
-        return FIELDS[name].default
-    if optional and isinstance(value, str) and value.strip().lower() in ("null", "none", "~"):
-        return None
-    if isinstance(value, str) and typ in (int, float):
-        try:  # YAML reads 1e-4 (no dot) as a string
-            value = int(value) if typ is int else float(value)
-        except ValueError:
-            pass
-    elif isinstance(value, str) and typ is bool:
-        value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(
-            value.strip().lower(), value)
-        if value is None and optional:
-            return None
-    ok = (
-        (typ is bool and isinstance(value, bool))
-        or (typ is int and isinstance(value, int) and not isinstance(value, bool))
-        or (typ is float and isinstance(value, (int, float)) and not isinstance(value, bool))
-        or (typ is str and isinstance(value, (str, int, float)) and not isinstance(value, bool))
-    )
-    if not ok:
-        issues.append(f"{name}: {value!r} is not a {typ.__name__} [{where}]")
-        return FIELDS[name].default
-    return typ(value)
-
-
-def from_dict(values: dict, where: str = "config", base: FinetuneConfig | None = None,
-              issues: list[str] | None = None) -> FinetuneConfig:
-    """A config from ``values`` over ``base`` (default: the defaults). Unknown keys and bad types raise
-    one ValueError, unless ``issues`` is given to collect them."""
-    own = issues is None
-    issues = [] if own else issues
-    cfg = dataclasses.replace(base) if base is not None else FinetuneConfig()
-    for key, value in values.items():
-        if key not in FIELDS:
-            issues.append(f"unknown key {key!r}{closest(str(key))} [{where}]")
-            continue
-        setattr(cfg, key, _coerce(key, value, issues, where))
-    if own and issues:
-        raise ValueError("invalid config:\n  - " + "\n  - ".join(issues))
-    return cfg
-
-
-def load_yaml(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {err}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
-    return data
+    return cc.closest(key, FIELDS)
 
 
 def validate(cfg: FinetuneConfig) -> list[str]:
-    """Every problem with the values of ``cfg`` (not the files it names), as a list of messages."""
+    """Checks that relate fields or bound numbers (choices, types and finite numbers are checked for every
+    config by contract.config)."""
     issues = []
-    for name in FIELDS:
-        value = getattr(cfg, name)
-        if isinstance(value, float) and not math.isfinite(value):
-            issues.append(f"{name}: must be a finite number, got {value}")
-    for name, f in FIELDS.items():
-        choices = f.metadata.get("choices")
-        if choices and getattr(cfg, name) not in choices:
-            issues.append(f"{name}: {getattr(cfg, name)!r} is not one of {', '.join(choices)}")
-    if not cfg.model:
-        issues.append("model: required (a Hub id or a local folder)")
-    if not cfg.data:
-        issues.append("data: required (a messages-format file, a save_to_disk folder or a Hub dataset id)")
     for name in ("lora_r", "max_length", "batch_size", "grad_accum", "save_steps", "eval_steps",
                  "logging_steps", "save_total_limit"):
         if getattr(cfg, name) < 1:
@@ -265,55 +176,40 @@ def validate(cfg: FinetuneConfig) -> list[str]:
 
 
 def check(cfg: FinetuneConfig) -> FinetuneConfig:
-    """Raise one ValueError listing every problem with ``cfg``; return it unchanged otherwise."""
-    issues = validate(cfg)
+    """Raise one ConfigError listing every problem with ``cfg``; return it unchanged otherwise."""
+    issues = cc.check_fields(cfg) + validate(cfg)
     if issues:
-        raise ValueError("invalid config:\n  - " + "\n  - ".join(issues))
+        raise cc.ConfigError(issues)
     return cfg
 
 
-# --------------------------------------------------------------------------- YAML out
+def from_dict(values: dict, where: str = "config", base: FinetuneConfig | None = None) -> FinetuneConfig:
+    """A config from ``values`` over ``base`` (default: the defaults); unknown keys and bad types raise
+    one ConfigError (the values are not validated as a whole: a run folder's config.yaml is read this way)."""
+    issues: list[str] = []
+    cfg = cc.apply(dataclasses.replace(base) if base else FinetuneConfig(), values, where, issues)
+    if issues:
+        raise cc.ConfigError(issues)
+    return cfg
 
 
-def to_dict(cfg: FinetuneConfig) -> dict:
-    return dataclasses.asdict(cfg)
+load_yaml = cc.load_yaml
+to_dict = cc.to_dict
 
 
 def to_yaml(cfg: FinetuneConfig, header: str = "") -> str:
     """The config as YAML, each key preceded by its documentation as a comment, grouped by section."""
-    lines = [f"# {h}" for h in header.splitlines()] if header else []
-    group = None
-    for name, f in FIELDS.items():
-        if f.metadata["group"] != group:
-            group = f.metadata["group"]
-            lines += ["", f"# ---- {GROUPS[group]}"]
-        for chunk in _wrap(f.metadata["help"], 98):
-            lines.append(f"# {chunk}")
-        dumped = yaml.safe_dump({name: getattr(cfg, name)}, default_flow_style=True, width=10_000).strip()
-        lines.append(dumped[1:-1] if dumped.startswith("{") else dumped)
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    import textwrap
-
-    return textwrap.wrap(text, width) or [""]
+    return cc.to_yaml(cfg, header, GROUPS)
 
 
 def save_yaml(cfg: FinetuneConfig, path: str | os.PathLike, header: str = "") -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(to_yaml(cfg, header), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return cc.save_yaml(cfg, path, header, GROUPS)
+
+
+_fmt_default = cc.fmt_default
 
 
 # --------------------------------------------------------------------------- command line
-
-
-def _fmt_default(value: Any) -> str:
-    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def build_parser(prog: str = "python -m finetune") -> argparse.ArgumentParser:
@@ -328,56 +224,27 @@ def build_parser(prog: str = "python -m finetune") -> argparse.ArgumentParser:
                "--model .demo/tiny-llama --data data/demo/train.jsonl --output_dir runs/demo --max_steps 20",
     )
     parser.add_argument("--config", metavar="YAML", help="recipe file (finetune/recipes/*.yaml)")
-    groups = {g: parser.add_argument_group(title) for g, title in GROUPS.items()}
-    for name, f in FIELDS.items():
-        typ, optional = _base_type(name)
-        meta = f.metadata
-        help_text = meta["help"]
-        if meta.get("choices"):
-            help_text += f" One of: {', '.join(meta['choices'])}."
-        help_text += " (required)" if f.default == "" else f" (default: {_fmt_default(f.default)})"
-        kwargs: dict[str, Any] = dict(dest=name, default=argparse.SUPPRESS, help=help_text.replace("%", "%%"))
-        if typ is bool:
-            kwargs.update(nargs="?", const="true", metavar="BOOL")
-        else:
-            kwargs.update(metavar=typ.__name__.upper())
-        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-        groups[meta["group"]].add_argument(*flags, **kwargs)
+    cc.add_arguments(parser, FinetuneConfig, groups=GROUPS)
     return parser
 
 
 def parse_args(argv: list[str] | None = None) -> FinetuneConfig:
-    """defaults < YAML (--config) < flags; every problem (unknown keys included) in one ValueError."""
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    issues: list[str] = []
-    skip_value = False
-    for tok in unknown:
-        if tok.startswith("-"):
-            issues.append(f"unknown option {tok.split('=')[0]!r}{closest(tok.split('=')[0])}")
-            skip_value = "=" not in tok
-        elif skip_value:  # the value of the unknown option before it
-            skip_value = False
-        else:
-            issues.append(f"unexpected argument {tok!r} (options take the form --key value)")
-    values = vars(args)
-    path = values.pop("config", None)
-    cfg = FinetuneConfig()
-    if path:
-        cfg = from_dict(load_yaml(path), where=str(path), base=cfg, issues=issues)
-    cfg = from_dict(values, where="command line", base=cfg, issues=issues)
-    issues += validate(cfg)
+    """defaults < YAML (--config) < flags; every problem (unknown keys included) in one ConfigError."""
+    args, unknown = build_parser().parse_known_args(argv)
+    issues = cc.unknown_flags(unknown, FIELDS)
+    layers = []
+    if args.config:
+        layers.append((cc.load_yaml(args.config), str(args.config)))
+    layers.append((cc.given(args), "command line"))
+    try:
+        cfg = cc.build(FinetuneConfig, *layers, validate=validate)
+    except cc.ConfigError as err:
+        issues += err.issues
     if issues:
-        raise ValueError("invalid config:\n  - " + "\n  - ".join(issues))
+        raise cc.ConfigError(issues)
     return cfg
 
 
 def load(path: str | os.PathLike, **overrides: Any) -> FinetuneConfig:
     """A checked config from a YAML file plus keyword overrides (for programmatic use and tests)."""
-    issues: list[str] = []
-    cfg = from_dict(load_yaml(path), where=str(path), issues=issues)
-    cfg = from_dict(overrides, where="overrides", base=cfg, issues=issues)
-    issues += validate(cfg)
-    if issues:
-        raise ValueError("invalid config:\n  - " + "\n  - ".join(issues))
-    return cfg
+    return cc.build(FinetuneConfig, (cc.load_yaml(path), str(path)), (overrides, "overrides"), validate=validate)

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from curation.schema import DataError, read_examples
+from contract.readers import read_examples
+from contract.schema import DataError
 
 log = logging.getLogger("finetune")
 

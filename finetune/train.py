@@ -109,7 +109,8 @@ def run(cfg: FinetuneConfig, callbacks: tuple = ()) -> Path:
 
 def check_inputs(cfg: FinetuneConfig) -> None:
     """The files and folders the config names exist (all problems in one ValueError)."""
-    from curation.schema import DataError, container_kind
+    from contract.readers import container_kind
+    from contract.schema import DataError
 
     issues = []
     if _looks_like_path(cfg.model) and not Path(cfg.model).is_dir():
@@ -607,7 +608,7 @@ def provenance(cfg, eot, dtype, stats, trainer, started) -> dict:
 
 def sha256_path(path: str | os.PathLike) -> str:
     """sha256 of a file; for a folder, of the sorted list of its files' relative names and sha256s."""
-    from curation.schema import sha256_file
+    from contract.io import sha256_file
 
     p = Path(path)
     if p.is_file():

@@ -39,7 +39,7 @@ class ArgillaTestServer:
 
     def client(self, api_key: str | None = None):
         """An `argilla.Argilla` client: the owner's, or the user's whose API key is given."""
-        from curation.client import connect
+        from contract.argilla import connect
 
         return connect(api_url=self.api_url, api_key=api_key or self.api_key)
 

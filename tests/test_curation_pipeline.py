@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation.cli import main
-from curation.schema import read_examples, sha256_file
+from contract.io import sha256_file
+from contract.readers import read_examples
 
 DATA = Path(__file__).resolve().parent / "data"
 POOL = DATA / "curation_pool"
@@ -259,7 +260,7 @@ def test_bad_input_is_reported_clearly(ws_copy, tmp_path):
 
 
 def test_llm_rating_failures_are_counted_and_fall_back(ws_copy, fake_openai, monkeypatch):
-    """The optional LLM rating goes through eval.judging (the one judge abstraction) to a real HTTP server."""
+    """The optional LLM rating goes through judging (the one judge abstraction) to a real HTTP server."""
     for k, v in fake_openai.env().items():
         monkeypatch.setenv(k, v)
 

@@ -181,3 +181,32 @@ def test_run_end_to_end_offline(tiny_model_dir, fake_openai, tmp_path, monkeypat
     assert requests == 16
     assert cli.main(["run", "--config", str(tmp_path / "run.yaml")]) == 0  # everything resumes
     assert fake_openai.requests == requests
+
+
+def test_a_judge_folders_backend_settings_hold_unless_a_flag_is_given(fake_openai, tmp_path, monkeypatch, capsys):
+    """The judge folder's ``backend:`` block (here max_retries: 0) is not overridden by the CLI's own defaults;
+    a flag that is actually given still wins."""
+    import shutil
+
+    from judging import JUDGES_DIR
+
+    _env(monkeypatch, fake_openai)
+    a, b = _gens(tmp_path, n=1)
+    judge = tmp_path / "no-retry-judge"
+    shutil.copytree(JUDGES_DIR / "lima-three-way", judge)
+    cfg = yaml.safe_load((judge / "config.yaml").read_text())
+    cfg.update(name="no-retry-judge", backend={"max_retries": 0, "backoff_base": 0.01}, max_unparseable=1.0)
+    (judge / "config.yaml").write_text(yaml.safe_dump(cfg))
+    args = ["judge", "--judge", str(judge), "--a", a, "--b", b, "--no-cache", "--no-progress", "--concurrency", "1"]
+
+    fake_openai.reset()
+    fake_openai.fail_first = 1  # the first request gets an error status
+    cli.main(args + ["--out", str(tmp_path / "j1.jsonl")])
+    assert fake_openai.requests == 2  # no retry: the folder's max_retries 0 held
+
+    fake_openai.reset()
+    fake_openai.fail_first = 1
+    assert cli.main(args + ["--out", str(tmp_path / "j2.jsonl"), "--max-retries", "2"]) == 0
+    assert fake_openai.requests == 3  # the flag was given: one retry
+    row = read_records(tmp_path / "j2.jsonl")[0]
+    assert row["verdict"] in ("win", "tie", "loss")

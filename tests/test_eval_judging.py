@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from eval import judging
-from eval.judging import JudgeFailure, JudgeRunError, Pair, Rating, judge_pairs, load_judge, rate_many
+import judging
+from judging import JudgeFailure, JudgeRunError, Pair, Rating, judge_pairs, load_judge, rate_many
 
 
 def _conn(fake, **extra):

@@ -88,7 +88,7 @@ def test_every_problem_reported_at_once():
         C.parse_args(["--lora_r", "0", "--batching", "pad", "--dev_size", "2", "--max_steps", "ten"])
     msg = str(err.value)
     for needle in ("model: required", "data: required", "lora_r: must be >= 1", "batching: 'pad' is not one of",
-                   "dev_size: must be a fraction", "max_steps: 'ten' is not a int"):
+                   "dev_size: must be a fraction", "max_steps: 'ten' is not an integer"):
         assert needle in msg, (needle, msg)
 
 

@@ -1,4 +1,4 @@
-"""Reader tests for :mod:`curation.schema`: every format, every container, normalization, every bad input.
+"""Reader tests for :mod:`contract.schema` and :mod:`contract.readers`: every format, every container, normalization, every bad input.
 
 Each bad-input test asserts that the message names the file, the line or record, and the problem.
 """
@@ -15,9 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import curation.schema as schema
-from curation.schema import (DataError, container_kind, example_id, normalize_text, read_examples,
-                             read_pools, write_jsonl, write_rejects)
+import contract.schema as schema
+from contract.io import sha256_file, write_jsonl
+from contract.readers import container_kind, read_examples, read_pools, write_rejects
+from contract.schema import DataError, example_id, normalize_text
 
 REPO = Path(__file__).resolve().parent.parent
 POOL = REPO / "data" / "sample-pool"
@@ -599,7 +600,7 @@ def test_write_jsonl_is_atomic_and_counts(tmp_path):
     assert write_jsonl(out, [{"a": "é"}, {"b": 2}]) == 2
     assert out.read_text(encoding="utf-8") == '{"a": "é"}\n{"b": 2}\n'
     assert not list(out.parent.glob("*.tmp"))
-    assert len(schema.sha256_file(out)) == 64
+    assert len(sha256_file(out)) == 64
 
 
 def test_doctests_in_the_module_pass():

@@ -68,7 +68,7 @@ def test_secrets_are_private_and_default_credentials_do_not_exist(argilla_server
 
 
 def test_connect_errors_name_the_url(argilla_server, tmp_path, monkeypatch):
-    from curation.client import connect, workspace_credentials
+    from contract.argilla import connect, workspace_credentials
 
     monkeypatch.delenv("ARGILLA_API_URL", raising=False)
     monkeypatch.delenv("ARGILLA_API_KEY", raising=False)
@@ -124,7 +124,7 @@ def test_cli_status_port_in_use_workspace_busy_and_add_user(argilla_server, tmp_
 def test_sigkill_while_logging_then_restart_keeps_everything(tmp_path):
     import argilla as rg
 
-    from curation.client import connect
+    from contract.argilla import connect
     from curation.server import start_server
     from curation.server.users import add_user
 

@@ -48,7 +48,7 @@ class ServerHandle:
         return stopped
 
     def client(self):
-        from curation.client import connect
+        from contract.argilla import connect
 
         return connect(api_url=self.api_url, api_key=self.api_key)
 

@@ -26,14 +26,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.argilla import CREDENTIALS_FILE, read_credentials, workspace_root
+
 OWNER_USERNAME = "owner"
 DEFAULT_ARGILLA_WORKSPACE = "curation"
-CREDENTIALS_FILE = "credentials.json"
-
-
-def default_workspace() -> Path:
-    """`$CURATION_WORKSPACE`, else `./workspace`."""
-    return Path(os.environ.get("CURATION_WORKSPACE") or "workspace")
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -61,7 +57,7 @@ class Workspace:
     root: Path
 
     def __init__(self, root: str | Path | None = None):
-        object.__setattr__(self, "root", Path(root or default_workspace()).expanduser().resolve())
+        object.__setattr__(self, "root", workspace_root(root))
 
     # ---- paths -------------------------------------------------------------------------
     @property
@@ -106,14 +102,7 @@ class Workspace:
 
     # ---- secrets -----------------------------------------------------------------------
     def read_credentials(self) -> dict:
-        try:
-            return json.loads(self.credentials_path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"No Argilla credentials in workspace {self.root} (expected {self.credentials_path}). "
-                f"Start a local server with `python -m curation serve --workspace {self.root}`, "
-                "or set ARGILLA_API_URL and ARGILLA_API_KEY to use an existing Argilla."
-            ) from None
+        return read_credentials(self.root)
 
     def ensure_credentials(self, api_url: str) -> tuple[dict, bool]:
         """Load the owner's credentials, or make random ones on first start.

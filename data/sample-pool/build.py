@@ -747,7 +747,7 @@ def pool_files() -> list[Path]:
 
 def check() -> None:
     sys.path.insert(0, str(HERE.parent.parent))
-    from curation.schema import ReadResult, read_examples
+    from contract.readers import ReadResult, read_examples
 
     result, seen = ReadResult(), set()
     print("| file | format | records | kept | duplicates of earlier files |\n|---|---|---:|---:|---:|")

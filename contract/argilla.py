@@ -1,5 +1,8 @@
 """Find and connect to the Argilla server: the local workspace one, or any standard deployment.
 
+The one Argilla connection of the project: curation's push and pull, eval's human A/B judging and the
+workspace server's own checks all connect here.
+
 Resolution, per value, first found wins:
   1. explicit `api_url` / `api_key` arguments,
   2. the environment: ARGILLA_API_URL / ARGILLA_API_KEY (a standard Argilla deployment: PostgreSQL,
@@ -17,12 +20,37 @@ from pathlib import Path
 
 import httpx
 
-from curation.server.workspace import Workspace
+CREDENTIALS_FILE = "credentials.json"
+
+
+def default_workspace() -> Path:
+    """`$CURATION_WORKSPACE`, else `./workspace`."""
+    return Path(os.environ.get("CURATION_WORKSPACE") or "workspace")
+
+
+def workspace_root(workspace: str | Path | None = None) -> Path:
+    """The workspace folder, absolute: the argument, else :func:`default_workspace`."""
+    return Path(workspace or default_workspace()).expanduser().resolve()
+
+
+def read_credentials(workspace: str | Path | None = None) -> dict:
+    """The whole ``<workspace>/credentials.json`` written by ``python -m curation serve``;
+    FileNotFoundError naming the path and what to do when it is absent."""
+    root = workspace_root(workspace)
+    path = root / CREDENTIALS_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"No Argilla credentials in workspace {root} (expected {path}). "
+            f"Start a local server with `python -m curation serve --workspace {root}`, "
+            "or set ARGILLA_API_URL and ARGILLA_API_KEY to use an existing Argilla."
+        ) from None
 
 
 def workspace_credentials(workspace: str | Path | None = None) -> dict:
     """{api_url, api_key, username, password} of the workspace's owner; FileNotFoundError naming the path if absent."""
-    creds = Workspace(workspace).read_credentials()
+    creds = read_credentials(workspace)
     return {k: creds.get(k) for k in ("api_url", "api_key", "username", "password")}
 
 
@@ -39,17 +67,17 @@ def resolve(workspace: str | Path | None = None, *, api_url: str | None = None, 
         key = os.environ["ARGILLA_API_KEY"]
         sources.append("ARGILLA_API_KEY")
     if not (url and key):
-        ws = Workspace(workspace)
+        root = workspace_root(workspace)
         try:
-            creds = workspace_credentials(ws.root)
+            creds = workspace_credentials(root)
         except FileNotFoundError:
             raise ConnectionError(
                 "No Argilla server configured: set ARGILLA_API_URL and ARGILLA_API_KEY for an existing Argilla, "
-                f"or start the local one with `python -m curation serve --workspace {ws.root}` "
-                f"(no {ws.credentials_path})."
+                f"or start the local one with `python -m curation serve --workspace {root}` "
+                f"(no {root / CREDENTIALS_FILE})."
             ) from None
         url, key = url or creds["api_url"], key or creds["api_key"]
-        sources.append(str(ws.credentials_path))
+        sources.append(str(root / CREDENTIALS_FILE))
     return url.rstrip("/"), key, ", ".join(sources)
 
 

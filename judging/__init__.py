@@ -4,14 +4,14 @@ The one judge abstraction of the project. ``eval`` compares two outputs per
 prompt (pairwise, both orders); ``curation`` rates single responses 1–5
 (pointwise) through the same judges, backends and cache::
 
-    from eval.judging import rate_many, Rating
+    from judging import rate_many, Rating
     run = rate_many([(prompt, response), ...], "quality-rating", model="gpt-4o-mini")
     for r in run.results:        # aligned with the items
         if isinstance(r, Rating): print(r.score, r.rationale)
         else: print("failed:", r.error)   # a JudgeFailure, never None
     print(run.counts, run.cost, run.tokens)
 
-A judge is a folder ``eval/judges/<name>/`` with ``config.yaml`` (fields of
+A judge is a folder ``judging/judges/<name>/`` with ``config.yaml`` (fields of
 :class:`JudgeConfig`) and ``prompt.txt``: chat messages in alpaca_eval's
 ``<|im_start|>role … <|im_end|>`` blocks, with the placeholders
 ``{instruction}``, ``{output_a}``, ``{output_b}``, ``{reference}`` (pairwise)
@@ -67,7 +67,7 @@ __all__ = [
     "resolve_backend_config",
 ]
 
-JUDGES_DIR = Path(__file__).resolve().parent.parent / "judges"
+JUDGES_DIR = Path(__file__).resolve().parent / "judges"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "curated-align" / "judge"
 
 
@@ -85,7 +85,7 @@ class JudgeConfig:
     mode: str
     """``pairwise`` (two outputs, a verdict A/B/tie) or ``pointwise`` (one output, a score)."""
     parser: str
-    """Name of the verdict parser in :data:`eval.judging.parsers.PARSERS`."""
+    """Name of the verdict parser in :data:`judging.parsers.PARSERS`."""
     choices: dict[str, str]
     """Verdict → the exact reply text that expresses it (pairwise keys ``A``, ``B``, ``tie``;
     pointwise keys the scores). Used by constrained decoding; each must parse to its key."""
@@ -146,7 +146,7 @@ def list_judges() -> list[str]:
 
 
 def load_judge(name_or_path: str | Path | JudgeConfig) -> JudgeConfig:
-    """Load and validate a judge by name (``eval/judges/<name>``) or folder path.
+    """Load and validate a judge by name (``judging/judges/<name>``) or folder path.
 
     Every problem is reported at once in one ``ValueError``.
     """

@@ -33,11 +33,11 @@ def brackets_abc(reply: str) -> str:
     >>> brackets_abc("[[ b ]]")
     Traceback (most recent call last):
     ...
-    eval.judging.parsers.Unparseable: no [[A]]/[[B]]/[[C]] verdict in: '[[ b ]]'
+    judging.parsers.Unparseable: no [[A]]/[[B]]/[[C]] verdict in: '[[ b ]]'
     >>> brackets_abc("I cannot decide.")
     Traceback (most recent call last):
     ...
-    eval.judging.parsers.Unparseable: no [[A]]/[[B]]/[[C]] verdict in: 'I cannot decide.'
+    judging.parsers.Unparseable: no [[A]]/[[B]]/[[C]] verdict in: 'I cannot decide.'
     """
     found = _ABC_RE.findall(reply or "")
     if not found:
@@ -69,7 +69,7 @@ def lima_three_way(reply: str) -> str:
     >>> lima_three_way("Verdict: A")
     Traceback (most recent call last):
     ...
-    eval.judging.parsers.Unparseable: no LIMA verdict ("Response A is better", …) in: 'Verdict: A'
+    judging.parsers.Unparseable: no LIMA verdict ("Response A is better", …) in: 'Verdict: A'
     """
     found = _LIMA_RE.findall(reply or "")
     if not found:
@@ -94,11 +94,11 @@ def rating_1_5(reply: str, scale: tuple[int, int] = (1, 5)) -> int:
     >>> rating_1_5("Rating: [[7]]")
     Traceback (most recent call last):
     ...
-    eval.judging.parsers.Unparseable: rating 7 outside 1–5 in: 'Rating: [[7]]'
+    judging.parsers.Unparseable: rating 7 outside 1–5 in: 'Rating: [[7]]'
     >>> rating_1_5("Pretty good overall.")
     Traceback (most recent call last):
     ...
-    eval.judging.parsers.Unparseable: no rating ([[n]] or 'Rating: n') in: 'Pretty good overall.'
+    judging.parsers.Unparseable: no rating ([[n]] or 'Rating: n') in: 'Pretty good overall.'
     """
     found = _RATING_BRACKETS_RE.findall(reply or "") or _RATING_WORD_RE.findall(reply or "")
     if not found:

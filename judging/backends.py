@@ -1,7 +1,7 @@
 """Judge backends: an OpenAI-compatible endpoint and a local transformers model.
 
 A backend turns chat messages into a :class:`Completion`. It knows nothing
-about verdicts, pairs or caching (see :mod:`eval.judging`). Humans are the
+about verdicts, pairs or caching (see :mod:`judging`). Humans are the
 third backend, but they do not answer requests: see :mod:`eval.human`.
 
 Settings come from :class:`BackendConfig`, resolved in this order (later
