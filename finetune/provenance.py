@@ -49,6 +49,8 @@ def provenance(cfg, eot, dtype, stats, trainer, started) -> dict:
     prov = start_provenance(cfg, eot, dtype, stats, started)
     prov.update({
         "global_step": trainer.state.global_step,
+        "loss": getattr(trainer.compute_loss_func, "kind", "full"),  # finetune/loss.py: fused, chunked or full
+        "attention": getattr(trainer.model.config, "_attn_implementation", None),
         "first_train_loss": train_losses[0] if train_losses else None,
         "last_train_loss": train_losses[-1] if train_losses else None,
         "first_dev_loss": dev_losses[0] if dev_losses else None,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune import data as fdata
+from finetune import loss as floss
 from finetune.callbacks import JsonlMetrics, NonFiniteLossGuard, StopOnSigterm, TrainingDiverged, append_jsonl
 from finetune.config import FinetuneConfig, save_yaml
 from finetune.provenance import (config_header, model_card, now, provenance, start_provenance, started_before,
@@ -49,6 +50,7 @@ def run(cfg: FinetuneConfig, callbacks: tuple = ()) -> Path:
     torch.manual_seed(cfg.seed)
     model = load_model(cfg, dtype)
     check_model_fits(cfg, model)
+    check_optimizer(cfg)
 
     # Training begins: only from here does the folder hold a run (a start that failed above leaves it as it was).
     if _is_main():
@@ -113,6 +115,15 @@ def check_inputs(cfg: FinetuneConfig) -> None:
                 container_kind(value)
             except DataError as err:
                 issues.append(f"{key}: {err}")
+    if cfg.loss == "fused":
+        import importlib.util
+
+        import torch
+
+        if importlib.util.find_spec("liger_kernel") is None:
+            issues.append("loss: fused needs the liger-kernel package (pip install liger-kernel), or use loss: auto")
+        elif not torch.cuda.is_available():
+            issues.append("loss: fused (liger-kernel's Triton kernels) needs a CUDA device; use loss: auto or chunked")
     if cfg.chat_template and not Path(cfg.chat_template).is_file():
         issues.append(f"chat_template: no such file {cfg.chat_template!r}")
     run_dir = Path(cfg.output_dir)
@@ -446,6 +457,7 @@ def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, ru
         eval_strategy="steps" if dev_rows else "no",
         eval_on_start=eval_on_start,
         eval_steps=cfg.eval_steps,
+        prediction_loss_only=True,  # the dev loss is all evaluation computes: no logits gathered
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
@@ -457,15 +469,31 @@ def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, ru
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cache=False,
     )
+    loss = floss.for_model(cfg.loss, model)  # None: the model's own loss over the full logits
     return Trainer(
         model=model,
         args=args,
         train_dataset=train_rows,
         eval_dataset=dev_rows or None,
-        data_collator=fdata.collator_for(cfg.batching, tokenizer.pad_token_id),
+        data_collator=fdata.collator_for(cfg.batching, tokenizer.pad_token_id,
+                                         extra=loss.model_inputs if loss else None),
+        compute_loss_func=loss,
         processing_class=tokenizer,
         callbacks=[JsonlMetrics(run_dir / "metrics.jsonl"), StopOnSigterm()],
     )
+
+
+def check_optimizer(cfg: FinetuneConfig) -> None:
+    """Say what a bitsandbytes optimizer does on this machine (paging needs CUDA) and keep bitsandbytes' own
+    warning about it off the terminal."""
+    import warnings
+
+    import torch
+
+    if cfg.optim.startswith("paged_") and not torch.cuda.is_available():
+        log.info("optim %s: paging needs CUDA; on this CPU it runs as the unpaged %s optimizer", cfg.optim,
+                 cfg.optim.removeprefix("paged_"))
+        warnings.filterwarnings("ignore", message="Paged optimizers are not supported on CPU")
 
 
 # --------------------------------------------------------------------------- outputs
