@@ -14,7 +14,7 @@ The sequence boundaries come with the batch: the collator (finetune/data.py) com
   fp32), no Python loop over the examples and no host sync;
 - on a CPU: sdpa per example (a loop over the boundaries, which are host values already). PyTorch has no causal
   varlen kernel on the CPU (nested-tensor sdpa refuses ``is_causal`` there, FlexAttention has no CPU backward), and
-  one masked T x T sdpa call is about 5x slower than the loop on LIMA-shaped batches (bench/README.md).
+  one masked T x T sdpa call is about 7x slower than the loop on a LIMA-shaped batch of 8 (bench/README.md).
 
 Called without boundaries (a caller that passes only packed ``position_ids``), they are found from the positions
 that restart at 0 (a host sync, once per layer). ``attn_implementation: flash_attention_2`` (the flash-attn package)

@@ -25,6 +25,8 @@ import importlib.util
 import inspect
 import logging
 
+import torch
+
 log = logging.getLogger("finetune")
 
 CHUNK_LOGITS = 2**25  # logits per chunk of the chunked path: 128 MiB in float32, whatever the vocabulary
@@ -96,7 +98,6 @@ class CausalLMLoss:
         self.model = model
         self.kind = kind
         self.model_inputs = {"output_hidden_states": -1, "logits_to_keep": torch.zeros(0, dtype=torch.long)}
-        self._fused = None
 
     def __call__(self, outputs, labels, num_items_in_batch=None):
         hidden = outputs.hidden_states[-1]
@@ -107,7 +108,7 @@ class CausalLMLoss:
         h = hidden[:, :-1][mask]
         targets = shift[mask]
         if self.kind == "fused":
-            total = self.fused_sum(h, head, targets)
+            total = fused_cross_entropy(h, head, targets)
         else:
             total = chunked_cross_entropy(h, head, targets, chunk_tokens(head.weight.shape[0]))
         count = mask.sum() if num_items_in_batch is None else num_items_in_batch
@@ -115,41 +116,86 @@ class CausalLMLoss:
             count = count.to(total.device)
         return total / count
 
-    def fused_sum(self, h, head, targets):
-        import torch
-
-        if self._fused is None:
-            from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
-
-            self._fused = LigerFusedLinearCrossEntropyLoss(reduction="sum", accum_dtype=torch.float32)
-        if h.shape[0] == 0:  # a batch without trained tokens: a differentiable zero
-            return hidden_zero(h)
-        return self._fused(head.weight, h, targets, head.bias).float()
-
 
 def hidden_zero(h):
     return (h.sum() * 0).float()
 
 
+def fused_cross_entropy(hidden, head, targets):
+    """Sum of the cross-entropy of ``head(hidden)`` against ``targets`` by liger-kernel's fused linear
+    cross-entropy (CUDA): the loss and the input gradient chunk by chunk, no logits kept."""
+    from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+    if hidden.shape[0] == 0:  # a batch without trained tokens: a differentiable zero
+        return hidden_zero(hidden)
+    return LigerFusedLinearCrossEntropyLoss(reduction="sum")(head.weight, hidden, targets, head.bias).float()
+
+
 def chunked_cross_entropy(hidden, head, targets, chunk: int):
     """Sum over the rows of ``hidden`` (N, H) of the float32 cross-entropy of ``head(hidden)`` against ``targets`` (N),
-    ``chunk`` rows at a time. With gradients on, each chunk runs under non-reentrant activation checkpointing: the
-    forward keeps no logits, the backward recomputes one chunk's logits at a time."""
+    ``chunk`` rows at a time; no logits are kept for the backward.
+
+    A plain linear head (the usual case: a frozen LM head, or tied embeddings): :class:`LinearCrossEntropy`, which
+    computes each chunk's gradient in the forward, so the backward has nothing to recompute. Any other head module
+    (e.g. one with LoRA adapters): each chunk under non-reentrant activation checkpointing, so the backward recomputes
+    one chunk's logits at a time."""
     import torch
     import torch.nn.functional as F
     from torch.utils.checkpoint import checkpoint
 
+    if hidden.shape[0] == 0:
+        return hidden_zero(hidden)
+    if type(head) is torch.nn.Linear:
+        return LinearCrossEntropy.apply(hidden, head.weight, head.bias, targets, chunk)
+
     def chunk_loss(h, t):
         return F.cross_entropy(head(h).float(), t, reduction="sum")
 
-    if hidden.shape[0] == 0:
-        return hidden_zero(hidden)
     total = None
     for start in range(0, hidden.shape[0], chunk):
         h, t = hidden[start:start + chunk], targets[start:start + chunk]
-        if torch.is_grad_enabled():
-            part = checkpoint(chunk_loss, h, t, use_reentrant=False)
-        else:
-            part = chunk_loss(h, t)
+        part = checkpoint(chunk_loss, h, t, use_reentrant=False) if torch.is_grad_enabled() else chunk_loss(h, t)
         total = part if total is None else total + part
     return total
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """sum_i CE(hidden_i @ weight.T + bias, target_i) in float32, chunk by chunk, with the gradients computed in the
+    forward: the softmax of a chunk minus its one-hot targets, cast to the hidden states' dtype, times the weight, as
+    autograd computes it for ``F.cross_entropy(F.linear(h, w, b).float(), t, reduction="sum")``. Saved for the
+    backward: the gradient of the hidden states (N x H) and, where the weight or bias are trained, theirs (float32
+    sums); no logits."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, chunk):
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
+        grad_b = torch.zeros_like(bias, dtype=torch.float32) if need_b else None
+        for start in range(0, hidden.shape[0], chunk):
+            h, t = hidden[start:start + chunk], targets[start:start + chunk]
+            logits = torch.nn.functional.linear(h, weight, bias)
+            low = logits.dtype
+            logits = logits.float()
+            lse = torch.logsumexp(logits, dim=-1)
+            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            if need_h or need_w or need_b:
+                grad = logits.sub_(lse[:, None]).exp_()  # the softmax, in place of the logits
+                grad[torch.arange(t.shape[0], device=t.device), t] -= 1
+                grad = grad.to(low)
+                if need_h:
+                    grad_h[start:start + chunk] = grad @ weight.to(low)
+                if need_w:
+                    grad_w += (grad.t() @ h.to(low)).float()
+                if need_b:
+                    grad_b += grad.float().sum(0)
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grads = ctx.saved_tensors
+        return (*(None if g is None else (g * grad_output).to(dtype) for g, dtype in zip(grads, ctx.dtypes)),
+                None, None)
