@@ -129,7 +129,7 @@ def build_model(shape: str, out: Path, device: str) -> Path:
             LlamaForCausalLM
     torch.manual_seed(0)
     with torch.device("cuda" if device == "cuda" else "cpu"):
-        model = cls(config).to(torch.bfloat16)
+        model = cls._from_config(config, dtype=torch.bfloat16)  # initialised in bf16: 16 GB for 8B, not 48
     model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id,
                                                pad_token_id=tokenizer.pad_token_id)
     model.save_pretrained(out)
@@ -395,6 +395,8 @@ def run_loss_arm(arm: str, shape: str, device: str, tokens: int, threads: int) -
            "seconds": round(seconds, 3), "loss": round(loss.item(), 3)}
     if device == "cuda":
         out["peak_above_inputs_mib"] = round((torch.cuda.max_memory_allocated() - base) / 2**20, 1)
+        del h, head, targets, loss
+        torch.cuda.empty_cache()
     else:
         out["peak_above_inputs_mib"] = round((rss.peak - rss.start_rss) / 2**20, 1)
     return out
@@ -607,8 +609,11 @@ def bench_shape(shape: str, args, work: Path) -> dict:
         loss_shape = "qwen0.5b" if shape == "tiny" else shape  # the tiny vocabulary says nothing about the loss
         loss_arms = ["loss_full", "loss_chunked"] + (["loss_fused"] if device == "cuda" and
                                                      importlib.util.find_spec("liger_kernel") else [])
-        loss = {a: _subprocess(["--loss-arm", a, "--shape", loss_shape, "--device", device, "--loss-tokens",
-                                str(tokens), "--threads", str(args.threads)], a) for a in loss_arms}
+        if device == "cuda":  # CUDA memory is measured per allocation: one process, one arm after the other
+            loss = {a: run_loss_arm(a, loss_shape, device, tokens, args.threads) for a in loss_arms}
+        else:  # RSS only grows: each arm in its own process
+            loss = {a: _subprocess(["--loss-arm", a, "--shape", loss_shape, "--device", device, "--loss-tokens",
+                                    str(tokens), "--threads", str(args.threads)], a) for a in loss_arms}
         full = loss["loss_full"]["peak_above_inputs_mib"]
         for a in loss.values():
             a["memory_vs_full"] = round(a["peak_above_inputs_mib"] / full, 3) if full else None
@@ -642,7 +647,7 @@ def main(argv=None) -> int:
     parser.add_argument("--median-words", type=int, help="median answer length in words (default: 60 cpu, 250 cuda)")
     parser.add_argument("--max-length", type=int, help="max_length (default: 1024 cpu, 2048 cuda)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=10, help="cuda: optimizer steps per arm (cpu: one epoch)")
+    parser.add_argument("--steps", type=int, default=8, help="cuda: optimizer steps per arm (cpu: one epoch)")
     parser.add_argument("--warmup", type=int, default=2, help="cuda: steps not timed")
     parser.add_argument("--arms", help="comma-separated arms (default: all that apply)")
     parser.add_argument("--rounds", type=int, help="runs per arm, the best counts (default: 2 cpu, 1 cuda)")

@@ -131,8 +131,8 @@ class FinetuneConfig:
         "also.", "train", OPTIMIZERS)
     loss: str = _f(
         "auto", "How the loss is computed (finetune/loss.py). chunked: from the last hidden states of the trained "
-        "positions only, the LM head and float32 cross-entropy over chunks of them, each recomputed in the "
-        "backward (no full logits kept). fused: liger-kernel's fused linear cross-entropy (CUDA; pip install "
+        "positions only, the LM head and float32 cross-entropy over chunks of them, each chunk's gradient "
+        "computed with it (no logits kept for the backward). fused: liger-kernel's fused linear cross-entropy (CUDA; pip install "
         "liger-kernel). auto: fused where it can run, else chunked. full: transformers' own loss over the full "
         "float32 logits (the reference; memory grows with vocabulary x tokens).", "train", LOSSES)
     gradient_checkpointing: bool = _f(True, "Recompute activations in the backward pass: much less memory, "

@@ -10,8 +10,10 @@ token is trained (labels are ``-100`` elsewhere) and then
 - ``fused``: liger-kernel's ``LigerFusedLinearCrossEntropyLoss`` (Triton kernels, CUDA only), which computes the
   loss and its gradient chunk by chunk without ever holding the logits (TRL and axolotl use it the same way);
 - ``chunked``: the LM head over chunks of those positions (about 2^25 logits a chunk), the cross-entropy of each
-  chunk in float32, each chunk under activation checkpointing, so the backward recomputes one chunk's logits at a
-  time instead of keeping all of them.
+  chunk in float32, and its gradient computed right there (the chunk's softmax minus the one-hot targets, times the
+  head's weight: :class:`LinearCrossEntropy`), so neither the forward nor the backward keeps more than one chunk's
+  logits and nothing is recomputed. A head that is not a plain linear layer (one with LoRA adapters) runs each
+  chunk under activation checkpointing instead (the backward recomputes one chunk at a time).
 
 ``auto`` takes ``fused`` where liger-kernel is installed, the model is on a CUDA device and the LM head is a plain
 linear layer, else ``chunked``; ``full`` keeps transformers' own loss over the full logits (the reference). Every
@@ -34,8 +36,6 @@ CHUNK_LOGITS = 2**25  # logits per chunk of the chunked path: 128 MiB in float32
 
 def fused_available(model) -> str | None:
     """None when liger-kernel's fused linear cross-entropy can serve ``model``, else why not."""
-    import torch
-
     if importlib.util.find_spec("liger_kernel") is None:
         return "liger-kernel is not installed (pip install liger-kernel)"
     head = model.get_output_embeddings()
@@ -73,8 +73,8 @@ def for_model(name: str, model) -> "CausalLMLoss | None":
         log.info("loss: liger-kernel's fused linear cross-entropy on the trained positions (no logits kept)")
     else:
         vocab = model.get_output_embeddings().weight.shape[0]
-        log.info("loss: chunked cross-entropy on the trained positions, %d positions a chunk, each recomputed in the "
-                 "backward%s", chunk_tokens(vocab),
+        log.info("loss: chunked cross-entropy on the trained positions, %d positions a chunk, no logits kept%s",
+                 chunk_tokens(vocab),
                  "" if name == "chunked" else f" (fused linear cross-entropy not used: {why_not})")
     return CausalLMLoss(model, kind)
 
@@ -91,8 +91,6 @@ class CausalLMLoss:
     returns the hidden states and no logits."""
 
     def __init__(self, model, kind: str = "chunked"):
-        import torch
-
         if kind not in ("fused", "chunked"):
             raise ValueError(f"kind must be fused or chunked, got {kind!r}")
         self.model = model
@@ -139,7 +137,6 @@ def chunked_cross_entropy(hidden, head, targets, chunk: int):
     computes each chunk's gradient in the forward, so the backward has nothing to recompute. Any other head module
     (e.g. one with LoRA adapters): each chunk under non-reentrant activation checkpointing, so the backward recomputes
     one chunk's logits at a time."""
-    import torch
     import torch.nn.functional as F
     from torch.utils.checkpoint import checkpoint
 

@@ -3,6 +3,9 @@
 ``run(cfg)`` reads top to bottom: check inputs → output folder → tokenizer and data → model →
 trainer → train (or resume) → save the run folder. The Trainer does the loop, checkpoints, the dev
 loss, the progress bar and the optimizer; this module only feeds it and records what happened.
+Beside it: finetune/data.py (rows and collators), finetune/loss.py (the ``compute_loss_func``),
+finetune/attention.py (packed rows), finetune/callbacks.py (metrics, SIGTERM, the non-finite loss
+guard), finetune/provenance.py (provenance.json and the model card).
 """
 
 from __future__ import annotations
