@@ -52,6 +52,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -691,9 +692,12 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="bench-finetune-"))
     results = {}
-    for shape in shapes:
-        results[shape] = bench_shape(shape, args, work)
-        subprocess.run(["rm", "-rf", str(work / shape / "model")])  # an 8B model is 16 GB on disk
+    try:
+        for shape in shapes:
+            results[shape] = bench_shape(shape, args, work)
+            shutil.rmtree(work / shape, ignore_errors=True)  # an 8B model is 16 GB on disk, its adapters GBs more
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out or REPO / "bench" / "results" / ("finetune.json" if args.device == "cpu"
                                                         else "finetune-gpu.json"))
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
