@@ -3,35 +3,31 @@
 ``run(cfg)`` reads top to bottom: check inputs → output folder → tokenizer and data → model →
 trainer → train (or resume) → save the run folder. The Trainer does the loop, checkpoints, the dev
 loss, the progress bar and the optimizer; this module only feeds it and records what happened.
+Beside it: finetune/data.py (rows and collators), finetune/loss.py (the ``compute_loss_func``),
+finetune/attention.py (packed rows), finetune/callbacks.py (metrics, SIGTERM, the non-finite loss
+guard), finetune/provenance.py (provenance.json and the model card).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
 import json
 import logging
 import os
 import re
 import shutil
-import signal
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
-
 from finetune import data as fdata
+from finetune import loss as floss
+from contract.io import append_jsonl, write_json
+from finetune.callbacks import JsonlMetrics, NonFiniteLossGuard, StopOnSigterm, TrainingDiverged
 from finetune.config import FinetuneConfig, save_yaml
+from finetune.provenance import config_header, model_card, now, provenance, start_provenance, started_before
 
 log = logging.getLogger("finetune")
 
 CHECKPOINTS = "checkpoints"
-
-
-class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite."""
 
 
 class TrainingInterrupted(RuntimeError):
@@ -48,8 +44,8 @@ def run(cfg: FinetuneConfig, callbacks: tuple = ()) -> Path:
 
     check_inputs(cfg)
     run_dir, resume_from = prepare_output_dir(cfg)
-    started = _started_before(run_dir) if resume_from else None
-    started = started or _now()
+    started = started_before(run_dir) if resume_from else None
+    started = started or now()
 
     tokenizer, eot = load_tokenizer(cfg)
     train_rows, dev_rows, stats = load_data(cfg, tokenizer, eot)
@@ -57,6 +53,7 @@ def run(cfg: FinetuneConfig, callbacks: tuple = ()) -> Path:
     torch.manual_seed(cfg.seed)
     model = load_model(cfg, dtype)
     check_model_fits(cfg, model)
+    check_optimizer(cfg)
 
     # Training begins: only from here does the folder hold a run (a start that failed above leaves it as it was).
     if _is_main():
@@ -122,6 +119,15 @@ def check_inputs(cfg: FinetuneConfig) -> None:
                 container_kind(value)
             except DataError as err:
                 issues.append(f"{key}: {err}")
+    if cfg.loss == "fused":
+        import importlib.util
+
+        import torch
+
+        if importlib.util.find_spec("liger_kernel") is None:
+            issues.append("loss: fused needs the liger-kernel package (pip install liger-kernel), or use loss: auto")
+        elif not torch.cuda.is_available():
+            issues.append("loss: fused (liger-kernel's Triton kernels) needs a CUDA device; use loss: auto or chunked")
     if cfg.chat_template and not Path(cfg.chat_template).is_file():
         issues.append(f"chat_template: no such file {cfg.chat_template!r}")
     run_dir = Path(cfg.output_dir)
@@ -455,6 +461,7 @@ def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, ru
         eval_strategy="steps" if dev_rows else "no",
         eval_on_start=eval_on_start,
         eval_steps=cfg.eval_steps,
+        prediction_loss_only=True,  # the dev loss is all evaluation computes: no logits gathered
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
@@ -466,77 +473,31 @@ def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, ru
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cache=False,
     )
+    loss = floss.for_model(cfg.loss, model)  # None: the model's own loss over the full logits
     return Trainer(
         model=model,
         args=args,
         train_dataset=train_rows,
         eval_dataset=dev_rows or None,
-        data_collator=fdata.collator_for(cfg.batching, tokenizer.pad_token_id),
+        data_collator=fdata.collator_for(cfg.batching, tokenizer.pad_token_id,
+                                         extra=loss.model_inputs if loss else None),
+        compute_loss_func=loss,
         processing_class=tokenizer,
         callbacks=[JsonlMetrics(run_dir / "metrics.jsonl"), StopOnSigterm()],
     )
 
 
-class JsonlMetrics(TrainerCallback):
-    """Append every log (train loss, dev loss, learning rate, throughput) to metrics.jsonl."""
+def check_optimizer(cfg: FinetuneConfig) -> None:
+    """Say what a bitsandbytes optimizer does on this machine (paging needs CUDA) and keep bitsandbytes' own
+    warning about it off the terminal."""
+    import warnings
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    import torch
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            append_jsonl(self.path, {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 3),
-                                     **logs})
-
-
-class StopOnSigterm(TrainerCallback):
-    """On SIGTERM (preemption, ``kill``, a scheduler's time limit): finish the current step, save a
-    checkpoint through the Trainer, stop. A second SIGTERM kills at once. (transformers'
-    ``enable_jit_checkpoint`` waits 3 s first and saves before the optimizer step; this is simpler.)"""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def _handle(self, signum, frame):
-        self.requested = True
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.requested:
-            log.warning("SIGTERM: saving a checkpoint at step %d and stopping", state.global_step)
-            control.should_save = True
-            control.should_training_stop = True
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
-
-
-class NonFiniteLossGuard:
-    """Stop training with a clear error the moment a training loss is NaN or infinite (before the
-    optimizer step, so no checkpoint holds broken weights)."""
-
-    def __init__(self, trainer):
-        self.trainer = trainer
-        self.handle = trainer.model.register_forward_hook(self._check)
-
-    def _check(self, module, args, output):
-        import torch
-
-        loss = getattr(output, "loss", None)
-        if module.training and loss is not None and not torch.isfinite(loss.detach()).all():
-            state = self.trainer.state
-            raise TrainingDiverged(f"training loss is {loss.item()} at step {state.global_step + 1} "
-                                   f"(epoch {state.epoch or 0:.2f})")
-
-    def remove(self):
-        self.handle.remove()
+    if cfg.optim.startswith("paged_") and not torch.cuda.is_available():
+        log.info("optim %s: paging needs CUDA; on this CPU it runs as the unpaged %s optimizer", cfg.optim,
+                 cfg.optim.removeprefix("paged_"))
+        warnings.filterwarnings("ignore", message="Paged optimizers are not supported on CPU")
 
 
 # --------------------------------------------------------------------------- outputs
@@ -559,164 +520,3 @@ def save_run(cfg, trainer, tokenizer, eot, run_dir: Path, stats: dict, dtype, st
     prov = provenance(cfg, eot, dtype, stats, trainer, started)
     write_json(run_dir / "provenance.json", prov)
     (run_dir / "README.md").write_text(model_card(cfg, prov, run_dir), encoding="utf-8")
-
-
-def start_provenance(cfg, eot, dtype, stats, started) -> dict:
-    """What is known when training begins: inputs and their hashes, the resolved compute dtype (what
-    reloads the adapter uses: ``contract.models.run_compute_dtype``), versions."""
-    import importlib.metadata as md
-
-    from contract.models import dtype_name
-
-    versions = {}
-    for pkg in ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "trl"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return {
-        "base_model": cfg.model,
-        "data": _file_record(cfg.data),
-        "dev_data": _file_record(cfg.dev_data) if cfg.dev_data else None,
-        "manifest": _manifest_record(cfg.data),
-        "chat_template": cfg.chat_template or "tokenizer's own (or the default base-model template)",
-        "eot_token": eot,
-        "compute_dtype": dtype_name(dtype),
-        "quantization": cfg.quantization,
-        "data_stats": stats,
-        "started": started,
-        "versions": versions,
-    }
-
-
-def provenance(cfg, eot, dtype, stats, trainer, started) -> dict:
-    """The start provenance completed with the outcome: steps and first/last losses."""
-    logs = trainer.state.log_history
-    train_losses = [x["loss"] for x in logs if "loss" in x]
-    dev_losses = [x["eval_loss"] for x in logs if "eval_loss" in x]
-    prov = start_provenance(cfg, eot, dtype, stats, started)
-    prov.update({
-        "global_step": trainer.state.global_step,
-        "first_train_loss": train_losses[0] if train_losses else None,
-        "last_train_loss": train_losses[-1] if train_losses else None,
-        "first_dev_loss": dev_losses[0] if dev_losses else None,
-        "last_dev_loss": dev_losses[-1] if dev_losses else None,
-        "finished": _now(),
-    })
-    return prov
-
-
-def sha256_path(path: str | os.PathLike) -> str:
-    """sha256 of a file; for a folder, of the sorted list of its files' relative names and sha256s."""
-    from contract.io import sha256_file
-
-    p = Path(path)
-    if p.is_file():
-        return sha256_file(p)
-    h = hashlib.sha256()
-    for f in sorted(x for x in p.rglob("*") if x.is_file()):
-        h.update(f"{f.relative_to(p).as_posix()}\t{sha256_file(f)}\n".encode())
-    return h.hexdigest()
-
-
-def _file_record(source: str) -> dict:
-    p = Path(source)
-    if p.exists():
-        return {"path": str(p), "sha256": sha256_path(p)}
-    return {"hub_id": source.removeprefix("hf:"), "sha256": None}
-
-
-def _manifest_record(source: str) -> dict | None:
-    p = Path(source)
-    if not p.exists():
-        return None
-    manifest = (p if p.is_dir() else p.parent) / "manifest.json"
-    if not manifest.is_file():
-        return None
-    return {"path": str(manifest), "sha256": sha256_path(manifest)}
-
-
-def config_header(cfg: FinetuneConfig) -> str:
-    return ("Resolved config of a finetune run (defaults < recipe < flags). Re-run it with:\n"
-            f"  python -m finetune --config {Path(cfg.output_dir) / 'config.yaml'} --output_dir NEW_DIR")
-
-
-def model_card(cfg: FinetuneConfig, prov: dict, run_dir: Path) -> str:
-    stats = prov["data_stats"]["train"]
-    data = prov["data"]
-    manifest = prov["manifest"]
-    fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731
-    lines = [
-        f"# {run_dir.name}",
-        "",
-        f"A {'QLoRA (4-bit NF4 base)' if cfg.quantization == 'nf4' else 'LoRA'} adapter for `{cfg.model}`, "
-        "trained with `python -m finetune` (curated-align) on a curated messages dataset, loss on the "
-        "assistant tokens only.",
-        "",
-        "## Data",
-        "",
-        f"- training file: `{data.get('path') or data.get('hub_id')}`"
-        + (f" (sha256 `{data['sha256']}`)" if data.get("sha256") else ""),
-        f"- manifest: `{manifest['path']}` (sha256 `{manifest['sha256']}`)" if manifest else "- manifest: none",
-        f"- examples: {stats['kept']} trained of {stats['examples']} ({stats['tokens']} tokens, "
-        f"{stats['label_tokens']} of them trained); over max_length={cfg.max_length}: {stats['truncated']} "
-        f"truncated, {stats['dropped_overlong']} dropped",
-    ]
-    if "dev" in prov["data_stats"]:
-        lines.append(f"- dev examples: {prov['data_stats']['dev']['kept']}")
-    lines += [
-        "",
-        "## Training",
-        "",
-        f"- LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha}, dropout={cfg.lora_dropout}, targets {cfg.lora_target}",
-        f"- {prov['global_step']} optimizer steps, batch {cfg.batch_size} x {cfg.grad_accum} accumulation, "
-        f"lr {cfg.learning_rate} ({cfg.lr_scheduler}), batching {cfg.batching}, compute {prov['compute_dtype']}",
-        f"- train loss {fmt(prov['first_train_loss'])} → {fmt(prov['last_train_loss'])}; "
-        f"dev loss {fmt(prov['first_dev_loss'])} (step 0) → {fmt(prov['last_dev_loss'])}",
-        f"- end-of-turn token: `{prov['eot_token']}`; the chat template used is saved with the tokenizer here",
-        "- full settings: `config.yaml`; metrics: `metrics.jsonl`; provenance: `provenance.json`",
-        "",
-        "## Use",
-        "",
-        "```python",
-        "from peft import PeftModel",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        f'base = AutoModelForCausalLM.from_pretrained("{cfg.model}")',
-        f'model = PeftModel.from_pretrained(base, "{run_dir}")',
-        f'tokenizer = AutoTokenizer.from_pretrained("{run_dir}")',
-        "ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\", "
-        "return_dict=True)",
-        "```",
-        "",
-        f"Merged bf16 model: `python -m finetune merge {run_dir}`.",
-        "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()),
-        "",
-    ]
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- small helpers
-
-
-def append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, default=str) + "\n")
-
-
-def write_json(path: Path, obj: Any) -> None:
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _started_before(run_dir: Path) -> str | None:
-    """When a resumed run first started (its provenance.json)."""
-    try:
-        return json.loads((run_dir / "provenance.json").read_text(encoding="utf-8")).get("started")
-    except (OSError, ValueError):
-        return None
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
