@@ -51,11 +51,12 @@ def run(cfg: FinetuneConfig, callbacks: tuple = ()) -> Path:
     started = _started_before(run_dir) if resume_from else None
     started = started or _now()
 
+    method = _method(cfg)
     tokenizer, eot = load_tokenizer(cfg)
-    train_rows, dev_rows, stats = load_data(cfg, tokenizer, eot)
+    train_rows, dev_rows, stats = method.load_data(cfg, tokenizer, eot)
     dtype = resolve_dtype(cfg.compute_dtype)
     torch.manual_seed(cfg.seed)
-    model = load_model(cfg, dtype)
+    model = method.load_model(cfg, dtype)
     check_model_fits(cfg, model)
 
     # Training begins: only from here does the folder hold a run (a start that failed above leaves it as it was).
@@ -66,8 +67,8 @@ def run(cfg: FinetuneConfig, callbacks: tuple = ()) -> Path:
         save_yaml(cfg, run_dir / "config.yaml", header=config_header(cfg))
         write_json(run_dir / "data_stats.json", stats)
         write_json(run_dir / "provenance.json", start_provenance(cfg, eot, dtype, stats, started))
-    trainer = make_trainer(cfg, model, tokenizer, train_rows, dev_rows, run_dir, dtype,
-                           eval_on_start=bool(dev_rows) and resume_from is None)
+    trainer = method.make_trainer(cfg, model, tokenizer, train_rows, dev_rows, run_dir, dtype,
+                                  eval_on_start=bool(dev_rows) and resume_from is None)
     for callback in callbacks:
         trainer.add_callback(callback)
     guard = NonFiniteLossGuard(trainer)
@@ -104,6 +105,17 @@ def run(cfg: FinetuneConfig, callbacks: tuple = ()) -> Path:
     return run_dir
 
 
+def _method(cfg: FinetuneConfig):
+    """The three steps that differ between methods: read the data, load the model, make the trainer."""
+    import types
+
+    if cfg.method == "dpo":
+        from finetune import dpo
+
+        return dpo
+    return types.SimpleNamespace(load_data=load_data, load_model=load_model, make_trainer=make_trainer)
+
+
 # --------------------------------------------------------------------------- inputs and output folder
 
 
@@ -122,6 +134,9 @@ def check_inputs(cfg: FinetuneConfig) -> None:
                 container_kind(value)
             except DataError as err:
                 issues.append(f"{key}: {err}")
+    if cfg.init_adapter and not (Path(cfg.init_adapter) / "adapter_config.json").is_file():
+        issues.append(f"init_adapter: {cfg.init_adapter!r} holds no adapter (adapter_config.json); give a finished "
+                      "finetune run folder")
     if cfg.chat_template and not Path(cfg.chat_template).is_file():
         issues.append(f"chat_template: no such file {cfg.chat_template!r}")
     run_dir = Path(cfg.output_dir)
@@ -388,10 +403,30 @@ def lora_config(cfg: FinetuneConfig):
 
 
 def load_model(cfg: FinetuneConfig, dtype):
-    """Base (4-bit or not) → k-bit training preparation → LoRA adapters on it."""
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    """Base (4-bit or not) → k-bit training preparation → LoRA adapters on it: new ones, or those of
+    ``init_adapter`` (a finished run or an adapter folder) to train further."""
+    from peft import PeftModel, get_peft_model
 
-    model = load_base(cfg, dtype, attn=training_attention(cfg))
+    model = prepare_base(cfg, dtype, training_attention(cfg))
+    sharded = cfg.quantization == "nf4" and cfg.quant_storage != "uint8"
+    if cfg.init_adapter:
+        model = PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True,
+                                          autocast_adapter_dtype=not sharded)
+        lora = model.peft_config["default"]
+        log.info("training further the adapter of %s (LoRA r=%d alpha=%s)", cfg.init_adapter, lora.r, lora.lora_alpha)
+    else:
+        model = get_peft_model(model, lora_config(cfg), autocast_adapter_dtype=not sharded)
+        log.info("LoRA r=%d alpha=%s on %s", cfg.lora_r, cfg.lora_alpha, cfg.lora_target)
+    trainable, total = model.get_nb_trainable_parameters()
+    log.info("%s trainable of %s parameters (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    return model
+
+
+def prepare_base(cfg: FinetuneConfig, dtype, attn: str):
+    """The base model loaded (4-bit or not) and frozen for adapter training."""
+    from peft import prepare_model_for_kbit_training
+
+    model = load_base(cfg, dtype, attn=attn)
     sharded = cfg.quantization == "nf4" and cfg.quant_storage != "uint8"
     if cfg.quantization == "nf4" and not sharded and cfg.upcast_layers:
         # QLoRA's original preparation: freezes the base, casts the small unquantized weights (norms,
@@ -405,30 +440,27 @@ def load_model(cfg: FinetuneConfig, dtype):
         # (non-reentrant) checkpointing, which needs no input gradients
         for param in model.parameters():
             param.requires_grad_(False)
-    model = get_peft_model(model, lora_config(cfg), autocast_adapter_dtype=not sharded)
-    trainable, total = model.get_nb_trainable_parameters()
-    log.info("LoRA r=%d alpha=%s on %s: %s trainable of %s parameters (%.2f%%)", cfg.lora_r, cfg.lora_alpha,
-             cfg.lora_target, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     return model
 
 
 # --------------------------------------------------------------------------- trainer
 
 
-def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, run_dir: Path, dtype,
-                 eval_on_start: bool = False):
-    """The transformers Trainer for this run. ``eval_on_start``: the dev loss at step 0 too (the base
-    model's, so the gain from training shows in metrics.jsonl)."""
+def training_arguments(cfg: FinetuneConfig, run_dir: Path, dtype, *, has_dev: bool, eval_on_start: bool = False,
+                       args_class=None, **extra):
+    """The Trainer's arguments for this run (``args_class``: a TrainingArguments subclass such as TRL's
+    DPOConfig, ``extra``: its own fields). ``eval_on_start``: the dev loss at step 0 too (the base model's,
+    so the gain from training shows in metrics.jsonl)."""
     import importlib.util
 
     import torch
-    from transformers import Trainer, TrainingArguments
+    from transformers import TrainingArguments
 
     report_to = []
     if cfg.tensorboard and (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")):
         report_to = ["tensorboard"]
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
-    args = TrainingArguments(
+    return (args_class or TrainingArguments)(
         output_dir=str(run_dir / CHECKPOINTS),
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
@@ -452,7 +484,7 @@ def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, ru
         logging_first_step=True,
         logging_nan_inf_filter=False,
         include_num_input_tokens_seen="non_padding" if cfg.batching == "padded" else "all",
-        eval_strategy="steps" if dev_rows else "no",
+        eval_strategy="steps" if has_dev else "no",
         eval_on_start=eval_on_start,
         eval_steps=cfg.eval_steps,
         save_strategy="steps",
@@ -465,10 +497,18 @@ def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, ru
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cache=False,
+        **extra,
     )
+
+
+def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, run_dir: Path, dtype,
+                 eval_on_start: bool = False):
+    """The transformers Trainer for a supervised run."""
+    from transformers import Trainer
+
     return Trainer(
         model=model,
-        args=args,
+        args=training_arguments(cfg, run_dir, dtype, has_dev=bool(dev_rows), eval_on_start=eval_on_start),
         train_dataset=train_rows,
         eval_dataset=dev_rows or None,
         data_collator=fdata.collator_for(cfg.batching, tokenizer.pad_token_id),
