@@ -109,6 +109,9 @@ class FinetuneConfig:
         "run. With dpo the reference policy is this adapter, frozen; without it, the base model.", "train")
     dpo_beta: float = _f(0.1, "dpo: strength of the KL penalty that keeps the policy near the reference (beta).",
                          "train")
+    dpo_precompute_ref: bool = _f(True, "dpo: compute the reference policy's log-probabilities once, in a pass over "
+                                  "the pairs before training, instead of a reference forward in every step (less "
+                                  "memory, and faster from one epoch on).", "train")
     dpo_loss: str = _f("sigmoid", "dpo: loss type (TRL's loss_type): sigmoid (the DPO paper), ipo, hinge, robust.",
                        "train", ("sigmoid", "ipo", "hinge", "robust"))
     epochs: float = _f(3.0, "Passes over the training data (ignored when max_steps > 0).", "train")

@@ -107,7 +107,8 @@ def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, ru
 
     args = training_arguments(cfg, run_dir, dtype, has_dev=len(dev_rows) > 0, eval_on_start=eval_on_start,
                               args_class=DPOConfig, beta=cfg.dpo_beta, loss_type=[cfg.dpo_loss],
-                              max_length=cfg.max_length, truncation_mode="keep_start", dataset_num_proc=None)
+                              max_length=cfg.max_length, truncation_mode="keep_start", dataset_num_proc=None,
+                              precompute_ref_log_probs=cfg.dpo_precompute_ref)
     args.include_num_input_tokens_seen = "no"  # TRL's batches carry no input_ids to count
     trainer = DPOTrainer(model=model, args=args, train_dataset=train_rows,
                          eval_dataset=dev_rows if len(dev_rows) else None, processing_class=tokenizer,
