@@ -60,7 +60,6 @@ demo: install
 	$(PY) scripts/demo.py
 
 bench: install
-	$(PIP) install -q -e ".[bench]" -c $(CONSTRAINTS)
 	$(PY) bench/run_all.py
 
 # Re-resolve every dependency to its newest allowed release in a scratch venv and write constraints.txt.
@@ -73,7 +72,7 @@ lock:
 	else \
 		.lock-venv/bin/python -m pip install -q "torch==$(TORCH_VERSION)" --index-url $(TORCH_INDEX); \
 	fi
-	.lock-venv/bin/python -m pip install -q ".[dev,bench]"
+	.lock-venv/bin/python -m pip install -q ".[dev]"
 	{ sed -n '1,2p' $(CONSTRAINTS); .lock-venv/bin/python -m pip freeze --exclude-editable \
 		| grep -v '^curated-align' | sed 's|^torch @ .*|torch==$(TORCH_VERSION)|' | sort -f; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS) && rm -rf .lock-venv

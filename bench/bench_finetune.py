@@ -145,7 +145,7 @@ def weight_sizes(model_dir: Path) -> dict:
     from transformers import AutoModelForCausalLM
 
     from finetune.config import FinetuneConfig
-    from finetune.train import load_base
+    from finetune.model import load_base
 
     cfg = FinetuneConfig(model=str(model_dir), data="x", compute_dtype="float32")
     q4 = load_base(cfg, torch.bfloat16)
@@ -315,7 +315,7 @@ def run_arm(arm: str, model_dir: str, data: str, out: str, device: str, batch_si
         from trl import SFTConfig, SFTTrainer
 
         from finetune.data import read_messages
-        from finetune.train import lora_config, quantization_config, resolve_dtype
+        from finetune.model import lora_config, quantization_config, resolve_dtype
 
         dtype = resolve_dtype(cfg.compute_dtype)
         rows = [{"messages": ex["messages"]} for ex in read_messages(data)]

@@ -273,3 +273,36 @@ def _default_source_name(source: str | os.PathLike) -> str:
 
 def write_rejects(path: str | os.PathLike, rejects: Iterable[Reject]) -> int:
     return write_jsonl(path, (r.to_json() for r in rejects))
+
+
+def read_preferences(source: str | os.PathLike, *, split: str = "train", on_error: str = "raise") -> ReadResult:
+    """Every preference pair of one container (``{prompt, chosen, rejected}`` records, TRL's conversational or
+    standard format) into a :class:`ReadResult` whose ``examples`` are normalized pairs
+    (:func:`contract.schema.preference_pair`); bad records raise or are kept aside as with
+    :func:`read_examples`, and the same pair twice is kept once."""
+    from contract.schema import preference_pair
+
+    if on_error not in ("raise", "skip"):
+        raise ValueError("on_error must be 'raise' or 'skip'")
+    result, seen, n = ReadResult(), set(), 0
+    default_source = _default_source_name(source)
+    for where, rec, raw in iter_records(source, split=split):
+        n += 1
+        try:
+            if isinstance(rec, DataError):
+                raise rec
+            pair = preference_pair(rec, default_source=default_source, where=where)
+        except DataError as err:
+            if on_error == "raise":
+                raise
+            result.rejects.append(Reject(str(where.get("path")), where.get("line"), err.record, err.problem,
+                                         raw if raw is not None else rec))
+            continue
+        if pair["id"] in seen:
+            result.duplicates += 1
+            continue
+        seen.add(pair["id"])
+        result.examples.append(pair)
+    if n == 0:
+        raise DataError("empty file (no records)", path=source)
+    return result

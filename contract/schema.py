@@ -322,3 +322,71 @@ def _meta_of(meta: Any, where: dict) -> dict:
     if not isinstance(meta, Mapping):
         raise DataError(f"meta is {type(meta).__name__}, expected an object", **where)
     return dict(meta)
+
+
+# --------------------------------------------------------------------------- preference pairs
+
+
+PREFERENCE_KEYS = ("prompt", "chosen", "rejected")
+
+
+def _answer_turns(value: Any, key: str, where: dict) -> list[dict]:
+    """``chosen``/``rejected``: text, or a list of assistant turns (TRL's conversational format)."""
+    if isinstance(value, str):
+        value = [{"role": "assistant", "content": value}]
+    if not isinstance(value, list) or not value:
+        raise DataError(f"{key} is {type(value).__name__}, expected text or a list of assistant turns", **where)
+    turns = []
+    for turn in value:
+        if not isinstance(turn, Mapping) or normalize_role(turn.get("role"), where) != "assistant":
+            raise DataError(f"{key} must hold assistant turns only", **where)
+        content = turn.get("content")
+        if not isinstance(content, str) or not normalize_text(content):
+            raise DataError(f"{key}: empty assistant answer", **where)
+        turns.append({"role": "assistant", "content": normalize_text(content)})
+    return turns
+
+
+def preference_pair(record: Any, *, default_source: str = "unknown", where: dict | None = None) -> dict:
+    """One preference pair in TRL's conversational format, normalized::
+
+        {"id", "prompt": [turns ending with a user turn], "chosen": [assistant turn],
+         "rejected": [assistant turn], "source", "meta"}
+
+    ``prompt`` may be text (one user turn) or a list of turns; ``chosen``/``rejected`` text or a list of
+    assistant turns. ``id`` hashes the three, so the same pair from two files is one pair.
+
+    >>> p = preference_pair({"prompt": "Hi?", "chosen": "Hello!", "rejected": "No."})
+    >>> p["prompt"], p["chosen"], len(p["id"])
+    ([{'role': 'user', 'content': 'Hi?'}], [{'role': 'assistant', 'content': 'Hello!'}], 16)
+    """
+    where = dict(where or {})
+    if not isinstance(record, Mapping):
+        raise DataError(f"record is {type(record).__name__}, expected a JSON object", **where)
+    if record.get("id") is not None and where.get("record") is None:
+        where["record"] = record["id"]
+    missing = [k for k in PREFERENCE_KEYS if k not in record]
+    if missing:
+        raise DataError(f"not a preference pair: missing {', '.join(missing)} (expected prompt, chosen, rejected)",
+                        **where)
+    prompt = record["prompt"]
+    if isinstance(prompt, str):
+        prompt = [{"role": "user", "content": prompt}]
+    if not isinstance(prompt, list) or not prompt:
+        raise DataError("prompt is empty (expected text or a list of turns)", **where)
+    turns = []
+    for i, turn in enumerate(prompt):
+        if not isinstance(turn, Mapping) or not isinstance(turn.get("content"), str):
+            raise DataError(f"prompt turn {i} is not an object with role and text content", **where)
+        turns.append({"role": normalize_role(turn.get("role"), where), "content": normalize_text(turn["content"])})
+    if turns[-1]["role"] != "user" or not turns[-1]["content"]:
+        raise DataError("the prompt must end with a non-empty user turn", **where)
+    chosen = _answer_turns(record["chosen"], "chosen", where)
+    rejected = _answer_turns(record["rejected"], "rejected", where)
+    if chosen == rejected:
+        raise DataError("chosen and rejected are the same answer", **where)
+    payload = json.dumps([[[t["role"], t["content"]] for t in x] for x in (turns, chosen, rejected)],
+                         ensure_ascii=False, separators=(",", ":"))
+    source = record.get("source") if isinstance(record.get("source"), str) and record.get("source") else default_source
+    return {"id": hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16], "prompt": turns, "chosen": chosen,
+            "rejected": rejected, "source": source, "meta": _meta_of(record.get("meta"), where)}

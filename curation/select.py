@@ -298,6 +298,7 @@ def write_selection(strategy: str, res: dict, pool: Pool, ws: Workspace, cfg: Cu
             messages[-1]["content"] = d["edited_response"]
             ex_id = example_id(messages)
             meta["original_response"] = rec["messages"][-1]["content"]
+            meta["edited_by"] = d.get("edit_by")
         meta["candidate_id"] = cid
         if str(res["categories"][i]):
             meta["category"] = str(res["categories"][i])

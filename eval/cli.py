@@ -7,7 +7,7 @@ import sys
 
 from contract import config as cc
 
-from .config import GenerateConfig, JudgeArgs, ReportArgs, add_arguments, from_namespace
+from .config import GenerateConfig, JudgeArgs, PairsArgs, ReportArgs, add_arguments, from_namespace
 
 DESCRIPTION = """\
 Pairwise evaluation: generate answers, judge them against a reference (LLM judges in both orders,
@@ -18,6 +18,7 @@ or humans in a blind A/B Argilla dataset), and write a report. Files and schemas
   python -m eval judge --backend human push --a cand.jsonl --b ref.jsonl --dataset eval-ab
   python -m eval judge --backend human pull --dataset eval-ab --out judgments-human.jsonl
   python -m eval report --judgments judgments*.jsonl --out report/
+  python -m eval pairs --judgments judgments*.jsonl --edits data/NAME/train.jsonl --out pairs.jsonl
   python -m eval run --config eval/runs/demo.yaml
 """
 
@@ -41,7 +42,7 @@ Exit codes: 0 done (also when --max-cost stopped the run: what was judged is wri
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,judge,report,run}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,judge,report,pairs,run}")
 
     p = sub.add_parser("generate", help="answers from a model (or an outputs file) to generations.jsonl")
     add_arguments(p, GenerateConfig)
@@ -55,13 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="judgments to report.html + report.md")
     add_arguments(p, ReportArgs)
 
+    p = sub.add_parser("pairs", help="judgments, human votes and curator edits to preference pairs (for DPO)")
+    add_arguments(p, PairsArgs)
+
     p = sub.add_parser("run", help="generate, judge and report in one command from a YAML file")
     p.add_argument("--config", required=True, help="the run's YAML file (see eval/README.md and eval/runs/)")
     p.add_argument("--dry-run", action="store_true", help="validate the file and print the steps, run nothing")
     return parser
 
 
-COMMAND_CONFIG = {"generate": GenerateConfig, "judge": JudgeArgs, "report": ReportArgs}
+COMMAND_CONFIG = {"generate": GenerateConfig, "judge": JudgeArgs, "report": ReportArgs, "pairs": PairsArgs}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
 
             report.main(from_namespace(ReportArgs, args))
             return 0
+        if args.command == "pairs":
+            from . import pairs
+
+            return pairs.main(from_namespace(PairsArgs, args))
         if args.command == "run":
             from . import run
 

@@ -98,6 +98,19 @@ class ReportArgs:
     seed: int = _f(0, "Seed of the bootstrap and of the sample choice.")
 
 
+@dataclass
+class PairsArgs:
+    out: str = _f("", "Preference pairs to write (JSONL: prompt/chosen/rejected messages, id, source, meta).",
+                  required=True)
+    judgments: list = _f([], "judgments.jsonl files from eval judge (LLM: order-consistent verdicts only; human "
+                             "A/B: the majority vote).")
+    edits: list = _f([], "Curation exports (data/<name>/train.jsonl): an answer a curator edited is chosen over "
+                         "the original.")
+    scored: list = _f([], "Files of scored answers per prompt ({id, prompt, candidates: [{output, score}]}): the "
+                          "best over the worst.")
+    min_margin: float = _f(1.0, "--scored: smallest score difference between chosen and rejected.")
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """One ``--flag`` per dataclass field, with its help text and default."""
     cc.add_arguments(parser, cls)

@@ -109,6 +109,19 @@ class FinetuneConfig:
         "way; padded: classic right padding with an attention mask.", "data",
         ("padding_free", "packing", "padded"))
     # ----------------------------------------------------------------- train
+    method: str = _f("sft", "sft: supervised fine-tuning on messages (loss on the assistant tokens); dpo: Direct "
+                     "Preference Optimization (TRL's DPOTrainer) on preference pairs (prompt/chosen/rejected, e.g. "
+                     "from python -m eval pairs).", "train", ("sft", "dpo"))
+    init_adapter: typing.Optional[str] = _f(
+        None, "Start from this adapter (a finetune run folder) instead of new LoRA weights: e.g. DPO on top of an SFT "
+        "run. With dpo the reference policy is this adapter, frozen; without it, the base model.", "train")
+    dpo_beta: float = _f(0.1, "dpo: strength of the KL penalty that keeps the policy near the reference (beta).",
+                         "train")
+    dpo_precompute_ref: bool = _f(True, "dpo: compute the reference policy's log-probabilities once, in a pass over "
+                                  "the pairs before training, instead of a reference forward in every step (less "
+                                  "memory, and faster from one epoch on).", "train")
+    dpo_loss: str = _f("sigmoid", "dpo: loss type (TRL's loss_type): sigmoid (the DPO paper), ipo, hinge, robust.",
+                       "train", ("sigmoid", "ipo", "hinge", "robust"))
     epochs: float = _f(3.0, "Passes over the training data (ignored when max_steps > 0).", "train")
     max_steps: int = _f(-1, "Optimizer steps to run; overrides epochs when > 0.", "train")
     batch_size: int = _f(16, "Examples (packing: packed rows) per device per micro-batch.", "train")
@@ -188,6 +201,10 @@ def validate(cfg: FinetuneConfig) -> list[str]:
         issues.append("quant_storage: only applies with quantization: nf4")
     if cfg.resume and cfg.overwrite:
         issues.append("resume and overwrite: choose one")
+    if cfg.dpo_beta <= 0:
+        issues.append(f"dpo_beta: must be > 0, got {cfg.dpo_beta}")
+    if cfg.method == "dpo" and cfg.batching == "packing":
+        issues.append("batching: packing does not apply to dpo (pairs are batched by TRL's DPOTrainer)")
     if not re.fullmatch(r"all-linear|[\w.*]+(,[\w.*]+)*", cfg.lora_target.replace(" ", "")):
         issues.append(f"lora_target: {cfg.lora_target!r} is not all-linear or a comma-separated list of names")
     return issues

@@ -89,8 +89,12 @@ def model_card(cfg: FinetuneConfig, prov: dict, run_dir: Path) -> str:
         f"# {run_dir.name}",
         "",
         f"A {'QLoRA (4-bit NF4 base)' if cfg.quantization == 'nf4' else 'LoRA'} adapter for `{cfg.model}`, "
-        "trained with `python -m finetune` (curated-align) on a curated messages dataset, loss on the "
-        "assistant tokens only.",
+        + ("trained with `python -m finetune` (curated-align) on a curated messages dataset, loss on the "
+           "assistant tokens only." if cfg.method == "sft" else
+           f"trained with `python -m finetune --method dpo` (curated-align): DPO (TRL's DPOTrainer, beta "
+           f"{cfg.dpo_beta}, {cfg.dpo_loss} loss) on preference pairs"
+           + (f", starting from the adapter of `{cfg.init_adapter}` (also the frozen reference)."
+              if cfg.init_adapter else ", the base model as the reference.")),
         "",
         "## Data",
         "",

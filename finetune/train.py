@@ -1,11 +1,13 @@
-"""QLoRA / LoRA supervised fine-tuning on a messages dataset, through the transformers Trainer.
+"""The spine of a finetune run: QLoRA / LoRA adapters through the transformers (or TRL) Trainer.
 
 ``run(cfg)`` reads top to bottom: check inputs → output folder → tokenizer and data → model →
 trainer → train (or resume) → save the run folder. The Trainer does the loop, checkpoints, the dev
 loss, the progress bar and the optimizer; this module only feeds it and records what happened.
-Beside it: finetune/data.py (rows and collators), finetune/loss.py (the ``compute_loss_func``),
-finetune/attention.py (packed rows), finetune/callbacks.py (metrics, SIGTERM, the non-finite loss
-guard), finetune/provenance.py (provenance.json and the model card).
+The method (``method: sft | dpo``) supplies the three steps that differ: finetune/sft.py and
+finetune/dpo.py. Beside them: finetune/model.py (dtype, 4-bit base, LoRA), finetune/data.py (rows and
+collators), finetune/loss.py (the ``compute_loss_func``), finetune/attention.py (packed rows),
+finetune/callbacks.py (metrics, SIGTERM, the non-finite loss guard), finetune/provenance.py
+(provenance.json and the model card).
 """
 
 from __future__ import annotations
@@ -16,19 +18,15 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
-from finetune import data as fdata
-from finetune import loss as floss
 from contract.io import append_jsonl, write_json
-from finetune.callbacks import JsonlMetrics, NonFiniteLossGuard, StopOnSigterm, TrainingDiverged
+from finetune.callbacks import NonFiniteLossGuard, TrainingDiverged
 from finetune.config import FinetuneConfig, save_yaml
+from finetune.model import check_model_fits, load_tokenizer, resolve_dtype
 from finetune.provenance import config_header, model_card, now, provenance, start_provenance, started_before
+from finetune.sft import CHECKPOINTS
 
 log = logging.getLogger("finetune")
-
-CHECKPOINTS = "checkpoints"
-
 
 class TrainingInterrupted(RuntimeError):
     """Training stopped early on SIGTERM after saving a checkpoint; ``--resume`` continues it."""
@@ -47,11 +45,12 @@ def run(cfg: FinetuneConfig, callbacks: tuple = ()) -> Path:
     started = started_before(run_dir) if resume_from else None
     started = started or now()
 
+    method = _method(cfg)
     tokenizer, eot = load_tokenizer(cfg)
-    train_rows, dev_rows, stats = load_data(cfg, tokenizer, eot)
+    train_rows, dev_rows, stats = method.load_data(cfg, tokenizer, eot)
     dtype = resolve_dtype(cfg.compute_dtype)
     torch.manual_seed(cfg.seed)
-    model = load_model(cfg, dtype)
+    model = method.load_model(cfg, dtype)
     check_model_fits(cfg, model)
     check_optimizer(cfg)
 
@@ -63,8 +62,8 @@ def run(cfg: FinetuneConfig, callbacks: tuple = ()) -> Path:
         save_yaml(cfg, run_dir / "config.yaml", header=config_header(cfg))
         write_json(run_dir / "data_stats.json", stats)
         write_json(run_dir / "provenance.json", start_provenance(cfg, eot, dtype, stats, started))
-    trainer = make_trainer(cfg, model, tokenizer, train_rows, dev_rows, run_dir, dtype,
-                           eval_on_start=bool(dev_rows) and resume_from is None)
+    trainer = method.make_trainer(cfg, model, tokenizer, train_rows, dev_rows, run_dir, dtype,
+                                  eval_on_start=bool(dev_rows) and resume_from is None)
     for callback in callbacks:
         trainer.add_callback(callback)
     guard = NonFiniteLossGuard(trainer)
@@ -101,6 +100,18 @@ def run(cfg: FinetuneConfig, callbacks: tuple = ()) -> Path:
     return run_dir
 
 
+def _method(cfg: FinetuneConfig):
+    """The module of the three steps that differ between methods: ``load_data``, ``load_model``,
+    ``make_trainer`` (finetune/sft.py, finetune/dpo.py)."""
+    if cfg.method == "dpo":
+        from finetune import dpo
+
+        return dpo
+    from finetune import sft
+
+    return sft
+
+
 # --------------------------------------------------------------------------- inputs and output folder
 
 
@@ -128,6 +139,9 @@ def check_inputs(cfg: FinetuneConfig) -> None:
             issues.append("loss: fused needs the liger-kernel package (pip install liger-kernel), or use loss: auto")
         elif not torch.cuda.is_available():
             issues.append("loss: fused (liger-kernel's Triton kernels) needs a CUDA device; use loss: auto or chunked")
+    if cfg.init_adapter and not (Path(cfg.init_adapter) / "adapter_config.json").is_file():
+        issues.append(f"init_adapter: {cfg.init_adapter!r} holds no adapter (adapter_config.json); give a finished "
+                      "finetune run folder")
     if cfg.chat_template and not Path(cfg.chat_template).is_file():
         issues.append(f"chat_template: no such file {cfg.chat_template!r}")
     run_dir = Path(cfg.output_dir)
@@ -144,18 +158,6 @@ def check_inputs(cfg: FinetuneConfig) -> None:
                           "choose a new or empty folder")
     if issues:
         raise ValueError("cannot start:\n  - " + "\n  - ".join(issues))
-
-
-def check_model_fits(cfg: FinetuneConfig, model) -> None:
-    """max_length must not exceed the model's positions unless allow_longer_than_model says so."""
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit and cfg.max_length > limit:
-        if not cfg.allow_longer_than_model:
-            raise ValueError(f"max_length: {cfg.max_length} exceeds the model's max_position_embeddings ({limit}); "
-                             f"lower max_length, or set allow_longer_than_model: true if the model's RoPE scaling "
-                             "extends it")
-        log.warning("max_length %d exceeds the model's max_position_embeddings %d (allow_longer_than_model)",
-                    cfg.max_length, limit)
 
 
 def _is_main() -> bool:
@@ -282,209 +284,7 @@ def _warn_config_changes(old_path: Path, cfg: FinetuneConfig) -> None:
 # --------------------------------------------------------------------------- tokenizer and data
 
 
-class ModelNotFound(ValueError):
-    """The model cannot be loaded (no such folder, the Hub unreachable or the id unknown)."""
-
-
-def load_tokenizer(cfg: FinetuneConfig):
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    except OSError as err:  # transformers' one-paragraph explanation, without the traceback
-        first = str(err).strip().split("\n\n")[0]
-        raise ModelNotFound(f"model: cannot load {cfg.model!r}: {first} (a Hub id needs the Hub or its files in the "
-                            "local cache; otherwise give a local model folder)") from None
-    eot = fdata.setup_template(tokenizer, cfg.chat_template, cfg.eot_token)
-    tokenizer.padding_side = "right"
-    return tokenizer, eot
-
-
-def load_data(cfg: FinetuneConfig, tokenizer, eot: str) -> tuple[list[dict], list[dict], dict]:
-    examples = fdata.read_messages(cfg.data, split=cfg.data_split)
-    if cfg.dev_data:
-        train, dev = examples, fdata.read_messages(cfg.dev_data, split=cfg.data_split)
-    else:
-        train, dev = fdata.split_dev(examples, cfg.dev_size, cfg.seed)
-    train_rows, train_stats = fdata.build_rows(tokenizer, train, eot, cfg.max_length, cfg.overlong, "train")
-    stats = {"train": train_stats.to_json()}
-    log.info(fdata.describe(train_stats, "train", cfg.max_length))
-    dev_rows = []
-    if dev:
-        dev_rows, dev_stats = fdata.build_rows(tokenizer, dev, eot, cfg.max_length, cfg.overlong, "dev")
-        stats["dev"] = dev_stats.to_json()
-        log.info(fdata.describe(dev_stats, "dev", cfg.max_length))
-    if cfg.batching == "packing":
-        n = len(train_rows)
-        train_rows = fdata.pack(train_rows, cfg.max_length)
-        stats["train"]["packed_rows"] = len(train_rows)
-        log.info("packing: %d examples into %d rows of <= %d tokens", n, len(train_rows), cfg.max_length)
-    return train_rows, dev_rows, stats
-
-
-# --------------------------------------------------------------------------- model
-
-
-def resolve_dtype(name: str):
-    """The compute dtype for ``compute_dtype: name`` (``auto``: bf16 where the device computes it natively,
-    else fp32); one function for the whole project, :func:`contract.models.compute_dtype`."""
-    from contract.models import compute_dtype
-
-    return compute_dtype(name)
-
-
-def _device_map():
-    import torch
-
-    if not torch.cuda.is_available():
-        return {"": "cpu"}
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
-        return None  # FSDP places the shards itself
-    return {"": int(os.environ.get("LOCAL_RANK", 0))}
-
-
-def quantization_config(cfg: FinetuneConfig, dtype):
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=cfg.double_quant,
-        bnb_4bit_compute_dtype=dtype,
-        bnb_4bit_quant_storage=getattr(torch, cfg.quant_storage),
-    )
-
-
-def training_attention(cfg: FinetuneConfig) -> str:
-    """sdpa with padding-free or packed batches: per-example sdpa (finetune/attention.py), else as configured."""
-    if cfg.attn_implementation == "sdpa" and cfg.batching != "padded":
-        from finetune.attention import register
-
-        return register()
-    return cfg.attn_implementation
-
-
-def load_base(cfg: FinetuneConfig, dtype, *, quantized: bool | None = None, attn: str | None = None):
-    """The base model as training sees it: 4-bit NF4 (QLoRA) or unquantized in ``dtype``."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    quantized = cfg.quantization == "nf4" if quantized is None else quantized
-    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn or cfg.attn_implementation}
-    if quantized:
-        kwargs["quantization_config"] = quantization_config(cfg, dtype)
-        if cfg.quant_storage != "uint8":  # FSDP-QLoRA: every weight in one dtype
-            kwargs["dtype"] = getattr(torch, cfg.quant_storage)
-    device_map = _device_map()
-    if device_map is not None:
-        kwargs["device_map"] = device_map
-    model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
-    model.config.use_cache = False  # a cache would defeat the packed-sequence attention mask
-    return model
-
-
-def lora_config(cfg: FinetuneConfig):
-    from peft import LoraConfig
-
-    target = cfg.lora_target if cfg.lora_target == "all-linear" else [
-        t.strip() for t in cfg.lora_target.split(",") if t.strip()]
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=target, bias="none", task_type="CAUSAL_LM")
-
-
-def load_model(cfg: FinetuneConfig, dtype):
-    """Base (4-bit or not) → k-bit training preparation → LoRA adapters on it."""
-    from peft import get_peft_model, prepare_model_for_kbit_training
-
-    model = load_base(cfg, dtype, attn=training_attention(cfg))
-    sharded = cfg.quantization == "nf4" and cfg.quant_storage != "uint8"
-    if cfg.quantization == "nf4" and not sharded and cfg.upcast_layers:
-        # QLoRA's original preparation: freezes the base, casts the small unquantized weights (norms,
-        # embeddings, head) to fp32, and makes the input embeddings require grad for checkpointing
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=cfg.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        # the base frozen in the compute dtype, as inference will load it (embeddings and head included:
-        # an fp32 copy of a 150k-vocabulary head and its logits cost GBs); the Trainer turns on
-        # (non-reentrant) checkpointing, which needs no input gradients
-        for param in model.parameters():
-            param.requires_grad_(False)
-    model = get_peft_model(model, lora_config(cfg), autocast_adapter_dtype=not sharded)
-    trainable, total = model.get_nb_trainable_parameters()
-    log.info("LoRA r=%d alpha=%s on %s: %s trainable of %s parameters (%.2f%%)", cfg.lora_r, cfg.lora_alpha,
-             cfg.lora_target, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
-    return model
-
-
 # --------------------------------------------------------------------------- trainer
-
-
-def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, run_dir: Path, dtype,
-                 eval_on_start: bool = False):
-    """The transformers Trainer for this run. ``eval_on_start``: the dev loss at step 0 too (the base
-    model's, so the gain from training shows in metrics.jsonl)."""
-    import importlib.util
-
-    import torch
-    from transformers import Trainer, TrainingArguments
-
-    report_to = []
-    if cfg.tensorboard and (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")):
-        report_to = ["tensorboard"]
-        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
-    args = TrainingArguments(
-        output_dir=str(run_dir / CHECKPOINTS),
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
-        weight_decay=cfg.weight_decay,
-        adam_beta2=cfg.adam_beta2,
-        max_grad_norm=cfg.max_grad_norm,
-        optim=cfg.optim,
-        # mixed-precision autocast only for an unquantized base on a GPU; on a CPU the weights are already in
-        # ``dtype`` (load_base), and the Trainer refuses bf16 autocast there
-        bf16=dtype == torch.bfloat16 and cfg.quantization == "none" and torch.cuda.is_available(),
-        fp16=dtype == torch.float16 and cfg.quantization == "none" and torch.cuda.is_available(),
-        activation_checkpointing=cfg.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False},
-        logging_steps=cfg.logging_steps,
-        logging_first_step=True,
-        logging_nan_inf_filter=False,
-        include_num_input_tokens_seen="non_padding" if cfg.batching == "padded" else "all",
-        eval_strategy="steps" if dev_rows else "no",
-        eval_on_start=eval_on_start,
-        eval_steps=cfg.eval_steps,
-        prediction_loss_only=True,  # the dev loss is all evaluation computes: no logits gathered
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        report_to=report_to,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        use_cache=False,
-    )
-    loss = floss.for_model(cfg.loss, model)  # None: the model's own loss over the full logits
-    return Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_rows,
-        eval_dataset=dev_rows or None,
-        data_collator=fdata.collator_for(cfg.batching, tokenizer.pad_token_id,
-                                         extra=loss.model_inputs if loss else None),
-        compute_loss_func=loss,
-        processing_class=tokenizer,
-        callbacks=[JsonlMetrics(run_dir / "metrics.jsonl"), StopOnSigterm()],
-    )
 
 
 def check_optimizer(cfg: FinetuneConfig) -> None:

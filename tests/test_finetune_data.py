@@ -137,7 +137,7 @@ def test_packed_examples_do_not_attend_to_each_other(tiny_model_dir, tok, attn):
     """Each example's logits in a padding-free batch (the model as finetune loads it for training: per-example
     sdpa, or transformers' block mask for eager) equal its logits alone in a plain eager model."""
     from finetune.config import FinetuneConfig
-    from finetune.train import load_base, training_attention
+    from finetune.model import load_base, training_attention
 
     eot = D.setup_template(tok, None, None)
     exs = [{"id": str(i), "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
@@ -170,7 +170,7 @@ def test_packed_examples_stay_apart_with_the_cuda_varlen_kernel(tiny_model_dir, 
     """On a GPU, packed rows go through one nested-tensor sdpa call (no loop); logits equal each example alone."""
     from finetune import attention
     from finetune.config import FinetuneConfig
-    from finetune.train import load_base, training_attention
+    from finetune.model import load_base, training_attention
 
     eot = D.setup_template(tok, None, None)
     exs = [{"id": str(i), "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}

@@ -156,7 +156,7 @@ def test_saved_adapter_loads_onto_the_base_and_gives_the_trained_logits(trained)
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from finetune.train import load_base
+    from finetune.model import load_base
 
     tok = AutoTokenizer.from_pretrained(trained.run_dir)
     base = load_base(trained.cfg, run_compute_dtype(trained.run_dir))  # the dtype the run trained in
@@ -187,7 +187,7 @@ def test_merge_writes_bf16_model_with_the_adapters_logits(trained, tmp_path):
 
     from finetune.__main__ import main
     from finetune.merge import compare
-    from finetune.train import load_base
+    from finetune.model import load_base
 
     out = tmp_path / "merged"
     assert main(["merge", str(trained.run_dir), "--output", str(out)]) == 0
