@@ -53,7 +53,8 @@ def _side(row: dict) -> dict:
 def judge_llm(cfg: JudgeArgs, backend_kind: str) -> tuple[list[dict], int]:
     from .files import write_jsonl
     from .generate import load_references
-    from judging import DEFAULT_CACHE_DIR, JudgeRunError, Pair, judge_pairs, load_judge, make_backend, resolve_backend_config
+    from judging import (DEFAULT_CACHE_DIR, JudgeRunError, Pair, judge_pairs, load_judge, make_backend,
+                         resolve_backend_config)
 
     judge_cfg = load_judge(cfg.judge)
     pairs_rows = _pairs_from_files(cfg)
@@ -66,6 +67,7 @@ def judge_llm(cfg: JudgeArgs, backend_kind: str) -> tuple[list[dict], int]:
     overrides = dict(kind=backend_kind, model=cfg.model or None, base_url=cfg.base_url or None,
                      adapter=cfg.judge_adapter or None, decoding=cfg.decoding, timeout=cfg.timeout,
                      max_retries=cfg.max_retries, price_input=cfg.price_input, price_output=cfg.price_output)
+    overrides = {k: v for k, v in overrides.items() if v is not None and v != ""}
     backend_cfg = resolve_backend_config(judge_cfg.backend, **overrides)
     backend = make_backend(backend_cfg)
     judge_model = backend_cfg.identity()

@@ -422,7 +422,8 @@ def main(args: ReportArgs) -> Path:
                    charts={k: base64.b64encode(v).decode() for k, v in charts.items()}, pct=pct, num=num,
                    has_human=any(c.kind == "human" for c in comparisons),
                    provenance_json=json.dumps({k: v for k, v in prov.items() if k not in ("systems", "judges")},
-                                              indent=2, default=str))
+                                              indent=2, default=str),
+                   provenance_full_json=json.dumps(prov, indent=2, default=str))
     (out / "report.html").write_text(render_html(context), encoding="utf-8")
     (out / "report.md").write_text(render_md(context), encoding="utf-8")
     summary = {"results": results, "agreements": agree, "provenance": prov}
@@ -436,9 +437,11 @@ def _env():
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(__file__).resolve().parent / "templates")),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
         trim_blocks=True, lstrip_blocks=True,
     )
+    env.filters.update(clip=_clip, oneline=lambda text: str(text).replace("\n", " "),
+                       quote=lambda text: "> " + str(text).replace("\n", "\n> "))
     return env
 
 
@@ -447,72 +450,7 @@ def render_html(context: dict) -> str:
 
 
 def render_md(context: dict) -> str:
-    pct_, num_ = context["pct"], context["num"]
-    lines = [f"# {context['title']}", ""]
-    lines += [f"_Generated {context['provenance']['date']} by `python -m eval report`._", ""]
-    if context["charts"]:
-        lines += ["![win / tie / loss](bars.png)", "", "![win rates](win_rates.png)", ""]
-    lines += ["## Results", "",
-              "| A vs B | judge | n | win | tie | loss | win rate | Wilson 95 % | bootstrap 95 % | sign test p | LC win rate | consistency |",
-              "|---|---|--:|--:|--:|--:|--:|---|---|--:|--:|--:|"]
-    for r in context["results"]:
-        lines.append(
-            f"| {r['a']} vs {r['b']} | {r['judge']} | {r['n']} | {r['win']} | {r['tie']} | {r['loss']} | "
-            f"{pct_(r['win_rate'])} | {pct_(r['wilson'][0])} – {pct_(r['wilson'][1])} | "
-            f"{pct_(r['bootstrap'][0])} – {pct_(r['bootstrap'][1])} | {num_(r['sign_test_p'])} | "
-            f"{pct_(r.get('lc_win_rate'))} | {pct_(r.get('consistency')) if r['kind'] == 'llm' else 'n/a'} |")
-    lines.append("")
-    for r in context["results"]:
-        extra = []
-        if r["not_judged"]:
-            extra.append(f"{r['not_judged']} of {r['pairs']} pairs not judged ({r['unparseable_pairs']} unparseable, "
-                         f"{r['budget_skipped']} skipped by the budget)")
-        if r["parse_failures"]:
-            extra.append(f"{r['parse_failures']} unparseable replies")
-        if r["kind"] == "llm":
-            extra.append(f"cost ${r['cost']:.4f}, {r['tokens']} tokens")
-        for note in r["judge_notes"] + extra:
-            lines.append(f"- **{r['judge']}** ({r['a']} vs {r['b']}): {note}")
-    lines += ["", "## Human–LLM agreement", ""]
-    if context["agreements"]:
-        lines += ["| A vs B | judge 1 | judge 2 | shared pairs | Cohen's kappa | tie-discounted accuracy | exact agreement |",
-                  "|---|---|---|--:|--:|--:|--:|"]
-        for g in context["agreements"]:
-            lines.append(f"| {g['a']} vs {g['b']} | {g['first']} | {g['second']} | {g['n']} | {num_(g['kappa'])} | "
-                         f"{pct_(g['tie_discounted_accuracy'])} | {pct_(g['raw_agreement'])} |")
-    else:
-        lines.append("No two judges share pairs (judge the same pairs with humans and an LLM to measure agreement).")
-    for r in context["results"]:
-        if r.get("inter_annotator"):
-            ia = r["inter_annotator"]
-            lines.append(f"\nBetween annotators ({r['a']} vs {r['b']}): kappa {num_(ia['kappa'])}, tie-discounted "
-                         f"accuracy {pct_(ia['tie_discounted_accuracy'])} on {ia['n']} pairs with two or more votes.")
-    lines += ["", "## Per category", ""]
-    for r in context["results"]:
-        lines += [f"**{r['a']} vs {r['b']} — {r['judge']}**", "", "| category | n | win | tie | loss | win rate |",
-                  "|---|--:|--:|--:|--:|--:|"]
-        for cat, v in r["categories"].items():
-            lines.append(f"| {cat} | {v['n']} | {v['win']} | {v['tie']} | {v['loss']} | {pct_(v['win_rate'])} |")
-        lines.append("")
-    lines += ["## Lengths", "", "| A vs B | judge | mean A | mean B | median A | median B | A longer | longer preferred | length coef |",
-              "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
-    for r in context["results"]:
-        L = r.get("lengths")
-        if L:
-            lines.append(f"| {r['a']} vs {r['b']} | {r['judge']} | {L['mean_a']:.0f} | {L['mean_b']:.0f} | {L['median_a']:.0f} | "
-                         f"{L['median_b']:.0f} | {pct_(L['a_longer'])} | {pct_(L['longer_preferred'])} | {num_(r.get('lc_length_coef'))} |")
-    lines += ["", "## Sample pairs", ""]
-    for key, items in context["samples"].items():
-        lines += [f"### {key}", ""]
-        for s in items:
-            lines += [f"**{s['id']}** ({s['category']}) — verdict: **{s['verdict']}**"
-                      + (" (inconsistent across orders)" if s["consistent"] is False else ""), "",
-                      "> " + _clip(s["prompt"], 400).replace("\n", "\n> "), "",
-                      "A: " + _clip(s["output_a"], 400).replace("\n", " "), "",
-                      "B: " + _clip(s["output_b"], 400).replace("\n", " "), ""]
-            lines += [f"- {w.replace(chr(10), ' ')}" for w in s["why"]] + [""]
-    lines += ["## Provenance", "", "```json", json.dumps(context["provenance"], indent=2, default=str), "```", ""]
-    return "\n".join(lines)
+    return _env().get_template("report.md.j2").render(**context)
 
 
 __all__ = ["main", "analyse", "group", "agreements"]

@@ -55,37 +55,41 @@ def bootstrap_interval(verdicts: Sequence[str], n_boot: int = 2000, seed: int = 
 
 
 def sign_test(wins: int, losses: int) -> float:
-    """Two-sided exact sign test of wins against losses (ties dropped).
+    """Two-sided exact sign test of wins against losses (ties dropped): ``scipy.stats.binomtest``.
 
     >>> sign_test(9, 1)
     0.021484375
     >>> sign_test(0, 0)
     1.0
     """
-    n = wins + losses
+    from scipy.stats import binomtest
+
+    n = int(wins) + int(losses)
     if n == 0:
         return 1.0
-    k = min(wins, losses)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    return min(1.0, 2 * tail)
+    return float(binomtest(int(wins), n, 0.5).pvalue)
 
 
 def cohen_kappa(a: Sequence[str], b: Sequence[str], labels: Sequence[str] = ("win", "tie", "loss")) -> float:
-    """Cohen's kappa of two raters on the same items.
+    """Cohen's kappa of two raters on the same items: ``sklearn.metrics.cohen_kappa_score``.
+
+    No items: nan. Both raters giving one and the same label throughout: 1.0 (they agree on everything,
+    where sklearn leaves kappa undefined).
 
     >>> round(cohen_kappa(["win", "win", "loss", "tie"], ["win", "loss", "loss", "tie"]), 4)
     0.6364
+    >>> cohen_kappa(["tie", "tie"], ["tie", "tie"])
+    1.0
     """
+    from sklearn.metrics import cohen_kappa_score
+
     if len(a) != len(b):
         raise ValueError("kappa needs two equally long label lists")
-    n = len(a)
-    if n == 0:
+    if not a:
         return float("nan")
-    observed = sum(x == y for x, y in zip(a, b)) / n
-    expected = sum((a.count(lab) / n) * (b.count(lab) / n) for lab in labels)
-    if expected == 1:
-        return 1.0 if observed == 1 else float("nan")
-    return (observed - expected) / (1 - expected)
+    if len(set(a) | set(b)) == 1:
+        return 1.0
+    return float(cohen_kappa_score(list(a), list(b), labels=list(labels)))
 
 
 def tie_discounted_accuracy(a: Sequence[str], b: Sequence[str]) -> float:

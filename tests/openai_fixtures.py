@@ -37,7 +37,8 @@ Knobs (attributes; change them at any time, also between requests)
 - ``error_rate`` (0–1) and ``error_statuses`` (default ``(429, 500, 503)``):
   answer that fraction of requests with one of those statuses (seeded random);
   ``fail_first`` (int): the first N requests get an error status whatever the
-  rate. 429 replies carry ``retry-after-ms: retry_after_ms``.
+  rate. Error replies carry ``retry-after-ms: retry_after_ms`` (``None``: no
+  header, so the client falls back to its exponential backoff).
 - ``stall_first`` (int) and ``stall_seconds``: the first N requests sleep that
   long before answering (to trigger client timeouts).
 - ``malformed_rate`` (0–1): that fraction of replies (seeded random) are
@@ -190,7 +191,7 @@ class FakeOpenAI:
             time.sleep(self.latency)
         if n <= self.fail_first or error_draw < self.error_rate:
             status = status_pick
-            headers = {"retry-after-ms": str(self.retry_after_ms)} if status == 429 else {}
+            headers = {"retry-after-ms": str(self.retry_after_ms)} if self.retry_after_ms is not None else {}
             kind = "rate_limit_exceeded" if status == 429 else "server_error"
             return status, {"error": {"message": f"fake {status}", "type": kind, "code": kind}}, headers
         messages = body.get("messages") or []

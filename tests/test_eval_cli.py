@@ -195,7 +195,7 @@ def test_a_judge_folders_backend_settings_hold_unless_a_flag_is_given(fake_opena
     judge = tmp_path / "no-retry-judge"
     shutil.copytree(JUDGES_DIR / "lima-three-way", judge)
     cfg = yaml.safe_load((judge / "config.yaml").read_text())
-    cfg.update(name="no-retry-judge", backend={"max_retries": 0, "backoff_base": 0.01}, max_unparseable=1.0)
+    cfg.update(name="no-retry-judge", backend={"max_retries": 0}, max_unparseable=1.0)
     (judge / "config.yaml").write_text(yaml.safe_dump(cfg))
     args = ["judge", "--judge", str(judge), "--a", a, "--b", b, "--no-cache", "--no-progress", "--concurrency", "1"]
 

@@ -18,7 +18,7 @@ from judging import JudgeFailure, JudgeRunError, Pair, Rating, judge_pairs, load
 
 
 def _conn(fake, **extra):
-    return dict(base_url=fake.base_url, api_key=fake.api_key, model=fake.model, backoff_base=0.01, **extra)
+    return dict(base_url=fake.base_url, api_key=fake.api_key, model=fake.model, **extra)
 
 
 def _pairs(n: int) -> list[Pair]:
