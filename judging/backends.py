@@ -83,7 +83,7 @@ class OpenAIBackend:
         return text
 
     def complete(self, messages: list[dict], *, temperature: float, max_tokens: int, choices=None,
-                 logprobs: bool = False, seed: int | None = None) -> Completion:
+                 logprobs: bool = False, seed: int | None = None, top_p: float | None = None) -> Completion:
         import openai
 
         self._local.attempts = 0
@@ -92,6 +92,8 @@ class OpenAIBackend:
             extra.update(logprobs=True, top_logprobs=5)
         if seed is not None:
             extra["seed"] = seed
+        if top_p is not None:
+            extra["top_p"] = top_p
         try:
             resp = self._client.chat.completions.create(
                 model=self.cfg.model, messages=messages, temperature=temperature, max_tokens=max_tokens, **extra
@@ -193,7 +195,7 @@ class TransformersBackend:
         return ids[cut:], cut
 
     def complete(self, messages: list[dict], *, temperature: float, max_tokens: int, choices=None,
-                 logprobs: bool = False, seed: int | None = None) -> Completion:
+                 logprobs: bool = False, seed: int | None = None, top_p: float | None = None) -> Completion:
         with self._lock, self.torch.inference_mode():
             if self.cfg.decoding == "constrained":
                 if not choices:

@@ -78,7 +78,9 @@ class JudgeConfig:
 
     @property
     def fingerprint(self) -> str:
-        """Hash of everything that shapes a verdict (config and templates; not the backend block).
+        """Hash of everything that shapes how a reply is read (config and prompt template; not the backend
+        block, nor the multi-turn template and the reference routing: what they change is in the rendered
+        messages, which are part of every cache key anyway).
 
         Fields added after v1 enter the hash only when set away from their default, so the caches of
         judges that do not use them stay valid."""
@@ -90,8 +92,6 @@ class JudgeConfig:
             if f.name in _V1_FIELDS or value != _default(f):
                 canon[f.name] = value
         text = json.dumps(canon, sort_keys=True, default=str) + "\x00" + self.template
-        if self.multi_turn_template:
-            text += "\x00" + self.multi_turn_template
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def messages_template(self, multi_turn: bool = False) -> list[dict]:
@@ -115,7 +115,8 @@ class JudgeConfig:
         return ", ".join(repr(v) for v in self.choices.values())
 
 
-_NOT_HASHED = {"backend", "path", "template", "multi_turn_template"}
+_NOT_HASHED = {"backend", "path", "template", "multi_turn_template", "multi_turn_prompt", "reference_judge",
+               "reference_categories"}
 _V1_FIELDS = {"name", "description", "mode", "parser", "choices", "requires_reference", "scale", "temperature",
               "max_tokens", "parse_retries", "max_unparseable"}
 _INTERNAL = ("path", "template", "multi_turn_template")

@@ -47,6 +47,7 @@ class Job:
     choices: dict[str, str] | None = None
     logprobs: bool = False
     seed: int | None = None
+    top_p: float | None = None
 
 
 def judge_job(judge: JudgeConfig) -> Job:
@@ -117,7 +118,7 @@ class Runner:
             try:
                 comp: Completion = self.backend.complete(
                     request, temperature=self.job.temperature, max_tokens=self.job.max_tokens,
-                    choices=self.job.choices, logprobs=self.job.logprobs, seed=self.job.seed)
+                    choices=self.job.choices, logprobs=self.job.logprobs, seed=self.job.seed, top_p=self.job.top_p)
             except FatalBackendError:
                 raise
             except BackendError as err:

@@ -122,3 +122,20 @@ def test_report_renders_in_chromium(fake_openai, tmp_path, monkeypatch, repo_roo
     if os.environ.get("UPDATE_DOCS_IMAGES") or not docs_image.exists():
         docs_image.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, docs_image)
+
+
+@pytest.mark.parametrize("judged", [0, 1])
+def test_report_with_fewer_than_two_verdicts(fake_openai, tmp_path, monkeypatch, judged):
+    """One judged pair (or none) is a report with what there is, not a template crash (issue 12)."""
+    llm, _ = _judgments(tmp_path, monkeypatch, fake_openai)
+    rows = read_records(llm)[:2]
+    rows[1].update(verdict=None, consistent=None, status="failed", error="ab: HTTP 400: bad request")
+    if judged == 0:
+        rows[0].update(verdict=None, consistent=None, status="failed", error="ab: HTTP 400: bad request")
+    write_jsonl(tmp_path / "few.jsonl", rows)
+    out = report.main(ReportArgs(judgments=[str(tmp_path / "few.jsonl")], out=str(tmp_path / "rep")))
+    (r,) = json.loads((out / "summary.json").read_text())["results"]
+    assert r["n"] == judged and r["lc_win_rate"] is None and r["lc_problem"]
+    md = (out / "report.md").read_text()
+    assert "2 pairs have no verdict" in md or "1 of 2 pairs have no verdict" in md
+    assert (out / "report.html").is_file()
