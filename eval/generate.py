@@ -434,7 +434,7 @@ class APIGenerator:
     def summary(self) -> str:
         s = self.runner.stats
         return (f"; {s.requests} requests ({s.cached} cached), {s.prompt_tokens}+{s.completion_tokens} tokens, "
-                f"${s.cost:.4f} spent in this run (${self.cost_total:.4f} for the answers generated)")
+                f"${s.cost:.4f} spent in this run; the replies received cost ${self.cost_total:.4f} in all, cached ones included")
 
     def close(self) -> None:
         pass

@@ -199,6 +199,8 @@ class Runner:
                 ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge") as pool:
             futures = {pool.submit(self._guarded, messages): i for i, messages in enumerate(requests)}
             for future in as_completed(futures):
+                if future.cancelled():  # after a fatal error: never started
+                    continue
                 try:
                     results[futures[future]] = future.result()
                 except FatalBackendError as err:
