@@ -185,7 +185,7 @@ _LETTER_RE = re.compile(r"^\W*(?:output|answer|assistant|response)?\s*\(?\s*([AB
 
 
 def preference_ab(reply: str) -> str:
-    """AlpacaEval 2's classifier format: the reply is only the letter of the preferred answer.
+    """AlpacaEval 2's classifier format: the reply (its last line) is only the letter of the preferred answer.
 
     >>> preference_ab("A")
     'A'
@@ -193,12 +193,15 @@ def preference_ab(reply: str) -> str:
     'B'
     >>> preference_ab("Output (a)")
     'A'
+    >>> preference_ab("(constrained choice by log-probability: A -0.3, B -1.2)\\nA")
+    'A'
     >>> preference_ab("A, because it is longer")
     Traceback (most recent call last):
     ...
     judging.parsers.Unparseable: not a single letter A or B: 'A, because it is longer'
     """
-    m = _LETTER_RE.match(reply or "")
+    lines = [line for line in (reply or "").splitlines() if line.strip()]
+    m = _LETTER_RE.match(lines[-1] if lines else "")
     if not m:
         raise Unparseable(f"not a single letter A or B: {_clip(reply)!r}")
     return m.group(1).upper()

@@ -343,3 +343,66 @@ def test_outcomes_are_typed(fake_openai):
     assert r.status == Status.FAILED and r.verdict is None and "HTTP 400" in r.error
     assert [o["status"] for o in r.orders] == ["failed", "failed"]
     assert run.counts["failed"] == 1 and fake_openai.requests == 2  # a 400 is not retried
+
+
+# ------------------------------------------------------------------ issue 12: verdict scales
+
+
+def _scaled_pairs() -> list[Pair]:
+    much = "A thorough answer with many helpful details. " * 4
+    bit = "A short answer with one detail."
+    return [Pair("strong", "Q1?", much, "Brief."), Pair("slight", "Q2?", bit + " And a little more.", bit),
+            Pair("lost", "Q3?", "Brief.", much)]
+
+
+def test_arena_hard_five_point_scale_weighs_strong_wins(fake_openai, tmp_path):
+    import shutil
+
+    import yaml
+
+    from eval import stats
+
+    run = judge_pairs(_scaled_pairs(), "arena-hard-5", **_conn(fake_openai))
+    strong, slight, lost = run.results
+    assert [o["raw"] for o in strong.orders] == ["A>>B", "B>>A"] and strong.verdict == "win" and strong.weight == 3
+    assert [o["raw"] for o in slight.orders] == ["A>B", "B>A"] and slight.verdict == "win" and slight.weight == 1
+    assert lost.verdict == "loss" and lost.weight == 3 and all(o["strong"] for o in lost.orders)
+    assert "[[A>>B]]" in fake_openai.bodies[0]["messages"][0]["content"]
+    verdicts = [r.verdict for r in run.results]
+    summary = stats.summarize(verdicts, weights=[r.weight for r in run.results])
+    assert summary["win_rate"] == pytest.approx((3 + 1 + 0) / 7) and summary["weighted"]
+    # the weight is configurable: 1 counts every win alike
+    folder = tmp_path / "arena-even"
+    shutil.copytree(judging.JUDGES_DIR / "arena-hard-5", folder)
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    (folder / "config.yaml").write_text(yaml.safe_dump({**cfg, "name": "arena-even", "strong_weight": 1}))
+    even = judge_pairs(_scaled_pairs(), folder, **_conn(fake_openai))
+    assert [r.weight for r in even.results] == [1, 1, 1]
+
+
+def test_logprob_preference_from_the_verdict_token(fake_openai):
+    from openai_fixtures import preference_first
+
+    pairs = _scaled_pairs()
+    run = judge_pairs(pairs, "logprob-preference", **_conn(fake_openai))
+    body = fake_openai.bodies[0]
+    assert body["logprobs"] is True and body["top_logprobs"] == 5 and body["max_tokens"] == 1
+    for p, r in zip(pairs, run.results):
+        ab = preference_first(p.output_a, p.output_b)
+        ba = 1 - preference_first(p.output_b, p.output_a)
+        assert [o["prob_source"] for o in r.orders] == ["logprobs", "logprobs"]
+        assert [o["prob"] for o in r.orders] == pytest.approx([ab, ba], abs=1e-6)
+        assert r.score == pytest.approx((ab + ba) / 2, abs=1e-6)
+    assert 0.5 < run.results[1].score < run.results[0].score < 1  # a small length gap, a small preference
+    # an endpoint without logprobs: the parsed letter counts 1 or 0
+    fake_openai.logprobs = False
+    plain = judge_pairs(pairs, "logprob-preference", **_conn(fake_openai))
+    assert [o["prob_source"] for r in plain.results for o in r.orders] == ["verdict"] * 6
+    assert [r.score for r in plain.results] == [1.0, 1.0, 0.0]
+
+
+def test_logprob_preference_on_a_local_model(tiny_model_dir):
+    (r,) = judge_pairs([Pair("p", "Q?", "An answer.", "Another answer.")], "logprob-preference", kind="transformers",
+                       model=str(tiny_model_dir)).results
+    assert [o["prob_source"] for o in r.orders] == ["logprobs", "logprobs"]
+    assert 0 < r.score < 1 and r.score == pytest.approx(sum(o["prob"] for o in r.orders) / 2)

@@ -139,3 +139,66 @@ def test_report_with_fewer_than_two_verdicts(fake_openai, tmp_path, monkeypatch,
     md = (out / "report.md").read_text()
     assert "2 pairs have no verdict" in md or "1 of 2 pairs have no verdict" in md
     assert (out / "report.html").is_file()
+
+
+def _systems(tmp_path, names_lengths: dict, n: int = 40, empty: int = 0, truncated: int = 0, seed: int = 0):
+    """generations.jsonl per system: answer lengths vary by prompt (so length can be controlled)."""
+    import random
+
+    rng = random.Random(seed)
+    paths = {}
+    for k, (name, base) in enumerate(names_lengths.items()):
+        rows = []
+        for i in range(n):
+            words = max(1, base + rng.randint(-base // 2, base // 2))
+            out = "" if (k == 0 and i < empty) else " ".join(f"w{i}" for _ in range(words))
+            rows.append({"id": f"q{i:02d}", "prompt": f"Question {i}?", "category": ["a", "b"][i % 2], "output": out,
+                         "generator": name, "model": name, "adapter": None,
+                         "config": {"hit_max_new_tokens": k == 0 and empty <= i < empty + truncated}})
+        paths[name] = tmp_path / f"{name}.jsonl"
+        write_jsonl(paths[name], rows)
+    return paths
+
+
+def test_headline_sentence_and_its_warnings(fake_openai, tmp_path, monkeypatch):
+    for k, v in fake_openai.env().items():
+        monkeypatch.setenv(k, v)
+    paths = _systems(tmp_path, {"cand": 12, "ref": 12}, n=20, empty=1, truncated=2)
+    out = tmp_path / "j.jsonl"
+    assert cli.main(["judge", "--judge", "mtbench", "--a", str(paths["cand"]), "--b", str(paths["ref"]),
+                     "--out", str(out), "--no-cache", "--no-progress"]) == 0
+    rep = report.main(ReportArgs(judgments=[str(out)], out=str(tmp_path / "rep")))
+    (r,) = json.loads((rep / "summary.json").read_text())["results"]
+    md = (rep / "report.md").read_text()
+    head = md.split("## Headline", 1)[1].split("##", 1)[0]
+    lo, hi = r["bootstrap"]
+    assert (f"**cand vs ref (judge mtbench-pairwise (openai:fake-judge), 20 prompts): cand wins "
+            f"{100 * r['win_rate']:.0f} % [{100 * lo:.0f}–{100 * hi:.0f}]") in head
+    assert "position-consistent on 100 %" in head and ("significant (sign test p = " in head)
+    if r["lc_win_rate"] is not None:
+        assert f"length-controlled {100 * r['lc_win_rate']:.0f} %" in head
+    else:
+        assert "length cannot be controlled" in head
+    for warning in ("cand gave 1 empty answer(s) out of 20", "cut at the token limit on 2 of 20 prompts",
+                    "Only 20 prompts"):
+        assert warning in head
+    assert "paired-bootstrap intervals over prompts: the primary intervals" in head
+    html = (rep / "report.html").read_text()
+    assert 'class="sentence"' in html and "cand gave 1 empty answer(s)" in html
+
+
+def test_no_winner_from_a_judge_that_cannot_be_trusted(fake_openai, tmp_path, monkeypatch):
+    for k, v in fake_openai.env().items():
+        monkeypatch.setenv(k, v)
+    paths = _systems(tmp_path, {"cand": 30, "ref": 10}, n=12)
+    fake_openai.position_bias = 1.0  # always picks the answer shown first
+    out = tmp_path / "j.jsonl"
+    assert cli.main(["judge", "--judge", "mtbench", "--a", str(paths["cand"]), "--b", str(paths["ref"]),
+                     "--out", str(out), "--no-cache", "--no-progress"]) == 0
+    rep = report.main(ReportArgs(judgments=[str(out)], out=str(tmp_path / "rep")))
+    (r,) = json.loads((rep / "summary.json").read_text())["results"]
+    assert r["trust"]["trusted"] is False and r["consistency"] == 0
+    head = (rep / "report.md").read_text().split("## Headline", 1)[1].split("##", 1)[0]
+    assert "no winner is named: this judge cannot be trusted here" in head
+    assert "same verdict in both orders on only 0 % of the pairs and picked a position rather than an answer on 12" in head
+    assert "cand wins" not in head
