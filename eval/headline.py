@@ -71,6 +71,9 @@ def sentence(r: dict) -> str:
         parts[0] += f"; length cannot be controlled ({r['lc_problem']})"
     if r["kind"] == "llm" and r.get("consistency") is not None:
         parts.append(f"position-consistent on {_p(r['consistency'])} %")
+        agree = r.get("human_agreement")
+        if agree:
+            parts[-1] += f", agrees with humans at kappa {agree['kappa']:.2f} on {agree['n']} pairs"
     elif r["kind"] == "human":
         parts.append(f"{len(r.get('annotators') or [])} human annotators, blind A/B")
     sig = "significant" if r["sign_test_p"] < 0.05 else "not significant"

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean, median
 
-from . import charts, grades, headline, stats
+from . import charts, grades, headline, leaderboard, stats
 from .config import ReportArgs
 from .files import read_records, sha256_file
 
@@ -396,7 +396,8 @@ def main(args: ReportArgs) -> Path:
     results = [analyse(c, args.bootstrap, args.seed, difficulty.get(c.key)) for c in comparisons]
     agree = agreements(comparisons)
     for r in results:
-        r["trust"] = headline.trust(r, _human_agreement(r, agree)) if r["kind"] == "llm" else \
+        r["human_agreement"] = _human_agreement(r, agree) if r["kind"] == "llm" else None
+        r["trust"] = headline.trust(r, r["human_agreement"]) if r["kind"] == "llm" else \
             {"trusted": True, "reasons": [], "facts": []}
         r["headline"] = headline.sentence(r)
         r["warnings"] = headline.warnings(r)
@@ -404,6 +405,12 @@ def main(args: ReportArgs) -> Path:
     graded = [grades.analyse(judge, system, g, args.bootstrap, args.seed) for (judge, system), g in single.items()]
     for g in graded:
         g["headline"] = grades.sentence(g)
+    boards = leaderboard.build(comparisons, results, n_boot=min(args.bootstrap, 1000), seed=args.seed)
+    for i, board in enumerate(boards, 1):
+        board["chart_file"] = "leaderboard.png" if i == 1 else f"leaderboard-{i}.png"
+        data = charts.chart_leaderboard(board["systems"])
+        (out / board["chart_file"]).write_bytes(data)
+        board["chart"] = base64.b64encode(data).decode()
     shown = [r for r in results if r["n"] > 0]
     prov = provenance(comparisons, args, single)
     images = {}
@@ -419,7 +426,7 @@ def main(args: ReportArgs) -> Path:
     spent = [x["spent"] for x in results + graded if x.get("spent") is not None]
     cost = {"total": sum(x["cost"] for x in results + graded),
             "spent": sum(spent) if len(spent) == len(results) + len(graded) else None}
-    context = dict(title=args.title, results=results, grades=graded, agreements=agree, provenance=prov,
+    context = dict(title=args.title, results=results, grades=graded, agreements=agree, provenance=prov, boards=boards,
                    samples=sample_sets, primary=headline.PRIMARY, cost=cost,
                    grade_categories=sorted({c for g in graded for c in g["categories"]}),
                    charts={k: base64.b64encode(images[k]).decode() if k in images else ""
@@ -430,8 +437,13 @@ def main(args: ReportArgs) -> Path:
                    provenance_full_json=json.dumps(prov, indent=2, default=str))
     (out / "report.html").write_text(render_html(context), encoding="utf-8")
     (out / "report.md").write_text(render_md(context), encoding="utf-8")
-    summary = {"results": results, "grades": graded, "agreements": agree, "cost": cost, "provenance": prov}
+    public_boards = [{k: v for k, v in b.items() if k != "chart"} for b in boards]
+    summary = {"results": results, "grades": graded, "leaderboards": public_boards, "agreements": agree, "cost": cost,
+               "provenance": prov}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    if boards:
+        (out / "leaderboard.json").write_text(json.dumps({"leaderboards": public_boards, "date": prov["date"]},
+                                                         indent=2, default=str) + "\n", encoding="utf-8")
     print(f"report: {out / 'report.html'} and {out / 'report.md'}", file=sys.stderr)
     for r in results:
         print("  " + r["headline"], file=sys.stderr)

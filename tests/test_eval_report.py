@@ -202,3 +202,15 @@ def test_no_winner_from_a_judge_that_cannot_be_trusted(fake_openai, tmp_path, mo
     assert "no winner is named: this judge cannot be trusted here" in head
     assert "same verdict in both orders on only 0 % of the pairs and picked a position rather than an answer on 12" in head
     assert "cand wins" not in head
+
+
+def test_headline_reports_the_judges_agreement_with_humans(fake_openai, tmp_path, monkeypatch):
+    llm, hum = _judgments(tmp_path, monkeypatch, fake_openai)
+    out = report.main(ReportArgs(judgments=[str(llm), str(hum)], out=str(tmp_path / "rep")))
+    summary = json.loads((out / "summary.json").read_text())
+    llm_r, hum_r = summary["results"]
+    (agree,) = summary["agreements"]
+    assert llm_r["human_agreement"]["kappa"] == agree["kappa"]
+    head = (out / "report.md").read_text().split("## Headline", 1)[1].split("##", 1)[0]
+    assert f"agrees with humans at kappa {agree['kappa']:.2f} on 10 pairs" in head
+    assert "human vs" not in head and "2 human annotators, blind A/B" in head
