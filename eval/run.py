@@ -154,7 +154,7 @@ def main(config_path: str, dry_run: bool = False) -> int:
         for g in steps.generate:
             print(f"  generate {g.generator}: {g.model or g.outputs} -> {g.out}", file=sys.stderr)
         for j in steps.judge:
-            print(f"  judge {j.judge} ({j.backend}): {j.a}" + (f" vs {j.b}" if j.b else " (single answers)")
+            print(f"  judge {j.judge} ({j.backend or 'its default backend'}): {j.a}" + (f" vs {j.b}" if j.b else " (single answers)")
                   + f" -> {j.out}", file=sys.stderr)
         return 0
     steps.out_dir.mkdir(parents=True, exist_ok=True)
