@@ -56,7 +56,13 @@ def analyse(judge: str, system: str, rows: list[dict], n_boot: int = 2000, seed:
         "cost": sum(float(r.get("cost") or 0) for r in rows),
         "spent": sum(float(r.get("spent") or 0) for r in rows),
         "unparseable": sum(1 for r in rows if r.get("status") == "unparseable"),
+        "judge_parameters": _local_parameters(rows),
     }
+
+
+def _local_parameters(rows: list[dict]) -> int | None:
+    info = next((r.get("judge_model") for r in rows if r.get("judge_model")), None) or {}
+    return info.get("parameters") if info.get("kind") == "transformers" else None
 
 
 def sentence(g: dict) -> str:
@@ -68,6 +74,10 @@ def sentence(g: dict) -> str:
     """
     if not g["graded"]:
         return f"{g['system']} (judge {g['judge']}): no answer got a grade."
+    params = g.get("judge_parameters")
+    if params is not None and params < 1e9:
+        return (f"{g['system']} (judge {g['judge']}): no score is given as a result: the judge is a small local model "
+                f"({params / 1e6:.0f} M parameters); its mean would be {g['mean']:.2f} of {g['scale'][1]}.")
     turns = ", ".join(f"turn {t}: {v['mean']:.2f}" for t, v in g["turns"].items()) if len(g["turns"]) > 1 else ""
     lo, hi = g["interval"]
     return (f"{g['system']} (judge {g['judge']}, {g['prompts']} prompts, {g['graded']} answers graded): "

@@ -214,3 +214,13 @@ def test_headline_reports_the_judges_agreement_with_humans(fake_openai, tmp_path
     head = (out / "report.md").read_text().split("## Headline", 1)[1].split("##", 1)[0]
     assert f"agrees with humans at kappa {agree['kappa']:.2f} on 10 pairs" in head
     assert "human vs" not in head and "2 human annotators, blind A/B" in head
+
+
+def test_report_modules_doctests():
+    import doctest
+
+    from eval import grades, headline, leaderboard
+
+    for mod in (headline, grades, leaderboard):
+        result = doctest.testmod(mod)
+        assert result.attempted > 0 and result.failed == 0, mod.__name__
