@@ -130,7 +130,9 @@ def analyse(c: Comparison, n_boot: int, seed: int, difficulty: dict | None = Non
     s["failed_pairs"] = statuses.count("failed") + statuses.count("error")
     s["parse_failures"] = sum(int(r.get("parse_failures") or 0) for r in c.rows)
     s["cost"] = sum(float(r.get("cost") or 0) for r in c.rows)
-    s["spent"] = sum(float(r.get("spent") or 0) for r in c.rows) if all("spent" in r for r in c.rows) else None
+    # humans cost nothing; LLM rows written before costs were split have no "spent": unknown
+    s["spent"] = (sum(float(r.get("spent") or 0) for r in c.rows)
+                  if c.kind == "human" or all("spent" in r for r in c.rows) else None)
     s["tokens"] = sum(sum((r.get("tokens") or {}).values()) for r in c.rows)
     s["quality"] = _quality(c.rows)
     info = next((r.get("judge_model") for r in c.rows if r.get("judge_model")), None) or {}
