@@ -34,6 +34,10 @@ class IngestConfig:
                          "{path, source, format, mapping} to name the source or map prompt/response fields.")
     format: str = _f("auto", "Record format for pools that do not set one: auto, messages, sharegpt, alpaca, lima, "
                              "prompt_response.")
+    recursive: bool = _f(False, "A pool folder stands for its data files at the top level; true reads its subfolders "
+                                "too (every entry not read is listed as skipped, with the reason).")
+    mapping: dict = _f({}, "Field mapping for pools that do not give one, e.g. {prompt: question, response: answer} "
+                           "(on the command line: --field-map prompt=question,response=answer).")
     max_reject_fraction: float = _f(0.5, "Fail the ingest when more than this fraction of a pool's records is invalid "
                                           "(rejects are always written to rejects.jsonl).")
 
@@ -96,8 +100,10 @@ class PushConfig:
                           "Labels of the category question.")
     keep_threshold: float = _f(0.55, "AI suggestion: keep when the signals quality score reaches this value.")
     batch_size: int = _f(200, "Records per log call.")
-    retries: int = _f(4, "Attempts when Argilla is unreachable, with exponential backoff.")
-    backoff: float = _f(1.0, "First backoff in seconds (doubles each retry).")
+    retries: int = _f(4, "Attempts to connect when Argilla is unreachable: the Argilla client's own retries "
+                         "(httpx transport, exponential backoff from 0.5 s).")
+    backoff: float = _f(1.0, "Deprecated and ignored: the Argilla client retries with its own backoff "
+                             "(push.retries sets the attempts).")
 
 
 @dataclass
@@ -202,6 +208,10 @@ class CurationConfig:
                                   + cc.closest(key, ["path", "source", "format", "mapping"]))
             elif not isinstance(pool, str):
                 issues.append(f"ingest.pools[{i}] must be a path or a {{path, source, format, mapping}} object")
+        unknown = set(self.ingest.mapping) - {"prompt", "response", "system"}
+        if unknown:
+            issues.append(f"ingest.mapping: unknown key {sorted(unknown)[0]!r} (map prompt, response and system "
+                          "to your field names, e.g. prompt=question,response=answer)")
         if not 0 <= self.ingest.max_reject_fraction <= 1:
             issues.append("ingest.max_reject_fraction must be within [0, 1]")
         if not 0 <= s.dup_keep_margin <= 1:

@@ -47,7 +47,7 @@ def _inputs_fingerprint(cfg: CurationConfig, ws: Workspace) -> str:
 
 def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
     s = cfg.score
-    ws.require(ws.candidates, "ingest")
+    ws.check_fresh([ws.name(ws.candidates)], "score")
     fp = _inputs_fingerprint(cfg, ws)
     outputs = [ws.signals] + ([ws.embeddings] if s.embed else [])
     done = ws.up_to_date("score", fp, outputs)
@@ -184,13 +184,21 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
         save_npy(ws.embeddings, vectors)
     if prompt_vecs is not None:
         save_npy(ws.prompt_embeddings, prompt_vecs)
+    for path, made in ((ws.embeddings, vectors), (ws.prompt_embeddings, prompt_vecs)):
+        if made is None and path.exists():
+            path.unlink()  # from an earlier run: rows no longer aligned with these signals
     excl: dict[str, int] = {}
     for r in reasons:
         if r:
             excl[r] = excl.get(r, 0) + 1
     n_dup_groups = len({g for g in group.tolist() if g >= 0})
     report = {
-        "step": "score", "fingerprint": fp, "finished_at": now(), "candidates": n,
+        "step": "score", "fingerprint": fp, "finished_at": now(),
+        "inputs": {**ws.hashes([ws.candidates]),
+                   **{f"file:{Path(p).resolve()}": sha256_file(p) for p in s.eval_prompts if Path(p).is_file()}},
+        "outputs": ws.hashes([ws.signals] + ([ws.embeddings] if vectors is not None else [])
+                             + ([ws.prompt_embeddings] if prompt_vecs is not None else [])),
+        "candidates": n,
         "eligible": int(eligible.sum()), "excluded": dict(sorted(excl.items())),
         "duplicates": {"groups": n_dup_groups, "in_groups": int((group >= 0).sum()),
                        "redundant": int((group >= 0).sum()) - n_dup_groups,
