@@ -72,7 +72,7 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
         heur = signals.heuristics(prompts, responses, progress=bar)
     cols.update(heur)
     clock.lap("heuristics")
-    cols["language"] = signals.FastLangid().classify([signals.language_text(p, r) for p, r in zip(prompts, responses)])
+    cols["language"] = signals.languages(prompts, responses)
     clock.lap("language")
 
     # duplicates
@@ -142,7 +142,7 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
             reasons.append("refusal")
         elif cols["response_chars"][i] < s.min_response_chars:
             reasons.append("too_short")
-        elif langs and cols["language"][i] not in langs:
+        elif langs and cols["language"][i] not in langs and cols["language"][i] != signals.UNKNOWN_LANGUAGE:
             reasons.append(f"language:{cols['language'][i]}")
         elif cols["contaminated"][i]:
             reasons.append("contaminated")

@@ -193,3 +193,21 @@ def test_every_command_a_message_suggests_exists():
                 assert flag in known, f"{path.name}: `python -m curation {command} … {flag}`: no such flag"
                 found += 1
     assert found >= 5
+
+
+def test_language_detection_loses_no_good_example_of_the_sample_pool(tmp_path):
+    """Short or code-heavy answers are judged by their prompt, or not at all ("unknown", never excluded)."""
+    ws = tmp_path / "ws"
+    ok("ingest", "--workspace", ws, REPO / "data" / "sample-pool")
+    ok("score", "--workspace", ws, *NO_EMBED)
+    cands = pq.read_table(ws / "candidates.parquet").to_pylist()
+    sig = pq.read_table(ws / "signals.parquet").to_pylist()
+    notes = [json.loads(c["meta"]).get("quality_note", "") for c in cands]
+    by_language = [(n, s["language"], s["exclude_reason"]) for n, s in zip(notes, sig)
+                   if s["exclude_reason"].startswith("language:")]
+    assert sorted(n.split(":")[0] for n, _, _ in by_language) == ["non-english"] * 3  # every planted one, no other
+    assert {lang for _, lang, _ in by_language} == {"de", "es", "fr"}
+    translation = next(s for c, s in zip(cands, sig) if "into French" in c["prompt"])
+    assert translation["language"] == "en" and translation["eligible"]  # a French answer to an English request
+    unknown = [s for s in sig if s["language"] == "unknown"]
+    assert unknown and all(s["exclude_reason"] != "language:unknown" for s in unknown)
