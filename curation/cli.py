@@ -411,11 +411,43 @@ STEPS = {"ingest": cmd_ingest, "score": cmd_score, "push": cmd_push, "pull": cmd
          "export": cmd_export}
 
 
+def add_shards_command(subparsers) -> None:
+    from curation import shards
+
+    p = subparsers.add_parser("shards", help="per-record signals and MinHash over Parquet shards, mapped by Dask "
+                                             "(for pools that outgrow one machine)",
+                              description=shards.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _workspace_arg(p)
+    p.add_argument("--workers", type=int, default=2, help="local Dask worker processes (default 2)")
+    p.add_argument("--scheduler", default="", help="address of an existing Dask scheduler, e.g. tcp://host:8786 "
+                                                   "(default: a local cluster of --workers processes)")
+    p.add_argument("--rows", type=int, default=50_000, help="records per shard (default 50,000)")
+    p.set_defaults(func=cmd_shards)
+
+
+def cmd_shards(args) -> int:
+    from curation import shards
+    from curation.workspace import StaleError, Workspace
+
+    ws_path = _workspace_of(args) or "workspace"
+    try:
+        cfg = resolve(None, {"workspace": ws_path}, workspace=ws_path)
+        ws = Workspace(cfg.workspace)
+        with ws.lock("shards"):
+            print(shards.summary(shards.run(ws, cfg.score, workers=args.workers, scheduler=args.scheduler,
+                                            rows=args.rows)))
+    except (ValueError, FileNotFoundError, StaleError, OSError) as err:
+        print(f"error: {_msg(err)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m curation", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     add_server_commands(subparsers)
     add_pipeline_commands(subparsers)
+    add_shards_command(subparsers)
     return parser
 
 

@@ -211,3 +211,25 @@ def test_language_detection_loses_no_good_example_of_the_sample_pool(tmp_path):
     assert translation["language"] == "en" and translation["eligible"]  # a French answer to an English request
     unknown = [s for s in sig if s["language"] == "unknown"]
     assert unknown and all(s["exclude_reason"] != "language:unknown" for s in unknown)
+
+
+# --------------------------------------------------------------------------- beyond one machine
+
+
+def test_shards_mapped_by_dask_equal_the_one_machine_signals(tmp_path):
+    """The per-record signals and MinHash over Parquet shards on two local Dask workers: the same rows as
+    `score` on one machine, and the same near-duplicate pairs."""
+    ws = tmp_path / "ws"
+    ok("ingest", "--workspace", ws, POOL)
+    ok("score", "--workspace", ws, *NO_EMBED)
+    out = ok("shards", "--workspace", ws, "--workers", 2, "--rows", 20)
+    assert "50 records in 3 shards on 2 Dask workers (local)" in out
+    report = json.loads((ws / "shards.json").read_text())
+    assert [s["rows"] for s in report["per_shard"]] == [20, 20, 10]
+    one = pq.read_table(ws / "signals.parquet").to_pylist()
+    sharded = [r for k in range(3) for r in pq.read_table(ws / "shards" / f"signals-{k:05d}.parquet").to_pylist()]
+    assert [r["id"] for r in sharded] == [r["id"] for r in one]
+    for column in ("response_chars", "list_items", "refusal", "first_person", "boilerplate", "prompt_tokens",
+                   "response_tokens", "language"):
+        assert [r[column] for r in sharded] == [r[column] for r in one], column
+    assert report["near_pairs"] == json.loads((ws / "score.json").read_text())["duplicates"]["pairs"]["near"]
