@@ -4,10 +4,9 @@ push: the shortlist (the ``signals`` strategy at ``push.shortlist_factor x
 select.budget``, so one record per duplicate group and nothing the hard
 filters exclude) becomes records of an Argilla dataset:
 
-- fields ``prompt`` (a ChatField when any shortlisted example has several
-  turns or a system prompt, else a TextField) and ``response``;
+- fields ``prompt`` (a text field; a conversation's turns under bold role labels) and ``response``;
 - questions ``quality`` (rating 1-5), ``keep`` (keep/discard), ``edited_response``
-  (optional text) and ``category`` (optional label);
+  (optional text, pre-filled with the answer by a suggestion) and ``category`` (optional label);
 - guidelines stating the selection criteria;
 - the signals as suggestions (``keep`` and ``quality`` with their agent) and as
   metadata (filterable and sortable in the UI);
@@ -17,9 +16,10 @@ filters exclude) becomes records of an Argilla dataset:
 Records carry the candidate's id, so pushing again updates them (Argilla's
 bulk upsert by id); curators' answers are never removed by a re-push.
 
-pull: the submitted answers → ``decisions.parquet`` (one decision per record,
-see :mod:`curation.aggregate`), ``disputed.jsonl`` and ``pull.json`` with the
-agreement per question.
+pull: the submitted answers and the UI's discards → ``decisions.parquet`` (one
+decision per record, see :mod:`curation.aggregate`), ``disputed.jsonl`` (prompt,
+answer, each curator's vote, a UI link) and ``pull.json`` with the agreement per
+question.
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ response, then answer:
 
 1. **quality** (1-5): 1 unusable, 2 poor, 3 acceptable, 4 good, 5 a model answer.
 2. **keep** or **discard**: keep only what you would be glad to see the model imitate.
-3. **edited_response** (optional): fix a small flaw (a first-person aside, a
-   stray reference, boilerplate) instead of discarding a good answer. Leave it
-   empty when no edit is needed.
+3. **edited_response** (optional): it starts with the response; fix a small
+   flaw in place (a first-person aside, a stray reference, boilerplate)
+   instead of discarding a good answer. Left as it is, it is not an edit.
 4. **category** (optional): what kind of request this is.
 
 ## Keep an answer when it
