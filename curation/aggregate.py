@@ -116,7 +116,7 @@ def cohen_kappa(a: list, b: list, weights: str | None = None, labels: list | Non
         return None
     labels = labels or sorted(set(a) | set(b), key=lambda v: (str(type(v)), v))
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore")  # sklearn warns where kappa is undefined: None says so here
         kappa = cohen_kappa_score(a, b, labels=labels, weights=weights)
     return None if np.isnan(kappa) else float(kappa)
 
