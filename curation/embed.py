@@ -177,7 +177,11 @@ def _build_onnx(src: Path, cache_dir: Path | None) -> Path:
     if (folder / "verification.json").exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
+    import sys
     import warnings
+
+    print(f"embeddings: exporting {src.name} to ONNX and quantizing it to int8, once (about a minute) -> {folder}",
+          file=sys.stderr, flush=True)
 
     import torch
     from transformers import AutoModel
