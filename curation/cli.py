@@ -77,6 +77,8 @@ def cmd_serve(args) -> int:
         from curation.server.app import _banner
         from curation.server.workspace import Workspace
 
+        if handle.made_private:
+            print(handle.made_private)
         print(_banner(Workspace(handle.workspace), handle.api_url, args.host, handle.credentials, handle.first_start))
         print(f"Running in the background (pid {handle.pid}); log: {Workspace(handle.workspace).log_path}")
         print(f"Stop it with: python -m curation stop --workspace {handle.workspace}")

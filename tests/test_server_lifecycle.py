@@ -202,10 +202,20 @@ def test_sigkill_while_logging_then_restart_keeps_everything(tmp_path):
     assert not (ws / "run" / "redis.sock").exists() and not (ws / "run" / "tmp").exists()
 
 
-def test_foreground_ctrl_c_stops_everything_and_warns_on_a_public_bind(tmp_path):
+def test_a_non_loopback_bind_warns_before_it_listens(tmp_path):
+    """The warning for a bind other than loopback, checked without ever listening on the network: 192.0.2.1
+    (TEST-NET-1, RFC 5737) is no address of this machine, so the bind fails after the warning."""
+    port = free_port()
+    out = cli("serve", "--workspace", tmp_path / "net", "--host", "192.0.2.1", "--port", port, timeout=60)
+    assert out.returncode == 1
+    assert f"WARNING: binding 192.0.2.1, not 127.0.0.1: anyone who can reach this machine on port {port}" in out.stdout
+    assert f"Cannot listen on 192.0.2.1:{port}" in out.stderr
+
+
+def test_foreground_ctrl_c_stops_everything(tmp_path):
     ws, port = tmp_path / "fg", free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "curation", "serve", "--workspace", str(ws), "--host", "0.0.0.0",
-                             "--port", str(port)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "curation", "serve", "--workspace", str(ws), "--port", str(port)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     try:
         deadline = time.monotonic() + 90
@@ -213,7 +223,7 @@ def test_foreground_ctrl_c_stops_everything_and_warns_on_a_public_bind(tmp_path)
             assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
             lines.append(proc.stdout.readline())
         out = "".join(lines)
-        assert "WARNING: binding 0.0.0.0" in out
+        assert "WARNING" not in out
         assert f"Argilla is running at http://127.0.0.1:{port}" in out
         creds = json.loads((ws / "credentials.json").read_text())
         assert f"password: {creds['password']}" in out and f"API key:  {creds['api_key']}" in out  # first start
@@ -226,3 +236,105 @@ def test_foreground_ctrl_c_stops_everything_and_warns_on_a_public_bind(tmp_path)
     assert "Argilla stopped." in proc.stdout.read()
     assert wait_dead([state["redis_pid"], state["worker_pid"]]) == []
     assert not (ws / "run" / "server.json").exists()
+
+
+# ---- private files, whoever made the folder ----------------------------------------------------------------
+def loose(root: Path) -> list[str]:
+    """Everything under root (root included) that its group or others may use."""
+    out = []
+    for p in [root, *root.rglob("*")]:
+        if p.is_symlink():
+            continue
+        mode = stat.S_IMODE(p.lstat().st_mode)
+        if mode & 0o077:
+            out.append(f"{p.relative_to(root.parent)} {mode:o}")
+    return out
+
+
+def test_a_workspace_folder_made_0755_by_someone_else_is_made_private(tmp_path):
+    import argilla as rg
+
+    ws, port = tmp_path / "shared", free_port()
+    ws.mkdir(mode=0o755)
+    os.chmod(ws, 0o755)  # whatever the umask
+    (ws / "notes.txt").write_text("the team's own file\n")
+    started = cli("serve", "--detach", "--workspace", ws, "--port", port)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        assert f"Made the workspace private (others could read it): {ws} 755 -> 700" in started.stdout
+        assert stat.S_IMODE(ws.stat().st_mode) == 0o700
+        client = connect_ws(ws)
+        settings = rg.Settings(fields=[rg.TextField(name="text")], questions=[rg.LabelQuestion(name="ok", labels=["y", "n"])],
+                               vectors=[rg.VectorField(name="v", dimensions=2)])
+        ds = rg.Dataset(name="private", workspace="curation", settings=settings, client=client).create()
+        ds.records.log([rg.Record(id=f"p{i}", fields={"text": f"t{i}"}, vectors={"v": [1.0, float(i)]}) for i in range(3)])
+        for name in ("argilla.db", "argilla.db-wal", "argilla.db-shm", "credentials.json", "auth_secret"):
+            assert stat.S_IMODE((ws / name).stat().st_mode) == 0o600, name
+        server_files = [p for p in loose(ws) if not p.startswith("shared/notes.txt")]
+        assert server_files == [], server_files  # every file and folder the server made, its UI copy included
+    finally:
+        assert cli("stop", "--workspace", ws).returncode == 0
+
+    # a backup restored with lax modes, and a vector with NaN stored by an older version: both fixed at start
+    for name in ("argilla.db", "credentials.json"):
+        os.chmod(ws / name, 0o644)
+    os.chmod(ws, 0o755)
+    with sqlite3.connect(ws / "argilla.db") as con:
+        con.execute("UPDATE vectors SET value = '[NaN, 1.0]' WHERE rowid = (SELECT min(rowid) FROM vectors)")
+    started = cli("serve", "--detach", "--workspace", ws, "--port", port)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        log = (ws / "logs" / "server.log").read_text()
+        assert "argilla.db 644 -> 600" in started.stdout + log and "credentials.json 644 -> 600" in started.stdout + log
+        assert "deleted 1 stored vector(s) holding NaN or Infinity" in log
+        assert stat.S_IMODE(ws.stat().st_mode) == 0o700
+        assert [p for p in loose(ws) if not p.startswith("shared/notes.txt")] == []
+        ds = connect_ws(ws).datasets("private", workspace="curation")
+        hits = list(ds.records(query=rg.Query(similar=rg.Similar(name="v", value=[1.0, 2.0]))))
+        assert len(hits) == 2  # the record whose vector was NaN has no vector now; the others are found
+        assert len(list(ds.records(with_vectors=True))) == 3
+    finally:
+        assert cli("stop", "--workspace", ws).returncode == 0
+
+
+def test_a_workspace_made_by_ingest_is_made_private_by_serve(tmp_path):
+    ws = tmp_path / "made-by-ingest"
+    ingested = cli("ingest", "--workspace", ws, REPO / "tests" / "data" / "curation_pool", timeout=300)
+    assert ingested.returncode == 0, ingested.stderr
+    assert stat.S_IMODE(ws.stat().st_mode) & 0o077  # the pipeline made it with the default umask
+    from curation.server import start_server
+
+    handle = start_server(ws, port=free_port(), detach=False)
+    try:
+        assert stat.S_IMODE(ws.stat().st_mode) == 0o700
+        for name in ("argilla.db", "argilla.db-wal", "argilla.db-shm", "credentials.json", "auth_secret"):
+            assert stat.S_IMODE((ws / name).stat().st_mode) == 0o600, name
+        assert not [p for p in loose(ws / "run")] and not [p for p in loose(ws / "logs")]
+    finally:
+        handle.stop()
+
+
+def connect_ws(ws: Path):
+    from curation.client import connect
+
+    return connect(ws)
+
+
+# ---- add-user keeps the password off the command line ------------------------------------------------------
+def test_add_user_reads_the_password_from_stdin_and_warns_about_the_flag(argilla_server):
+    chosen = "correct horse battery staple"
+    added = subprocess.run([sys.executable, "-m", "curation", "add-user", "stdin-curator", "--workspace",
+                            str(argilla_server.workspace), "--password-stdin"], cwd=REPO, input=chosen + "\n",
+                           capture_output=True, text=True, timeout=120)
+    assert added.returncode == 0, added.stderr
+    assert chosen not in added.stdout and "(the one you chose)" in added.stdout
+    assert token(argilla_server.api_url, "stdin-curator", chosen).status_code == 201
+
+    old = cli("add-user", "flag-curator", "--workspace", argilla_server.workspace, "--password", "old-style-pass")
+    assert old.returncode == 0 and "--password puts the password on the command line" in old.stderr
+    assert token(argilla_server.api_url, "flag-curator", "old-style-pass").status_code == 201
+    short = subprocess.run([sys.executable, "-m", "curation", "add-user", "short-curator", "--workspace",
+                            str(argilla_server.workspace), "--password-stdin"], cwd=REPO, input="abc\n",
+                           capture_output=True, text=True, timeout=120)
+    assert short.returncode == 1 and "8 to 100" in short.stderr and "Traceback" not in short.stderr
+    assert "--password " not in cli("add-user", "--help").stdout  # no longer offered

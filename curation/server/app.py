@@ -182,17 +182,15 @@ def serve(
     """Run the workspace's Argilla in this process until Ctrl-C or SIGTERM. Returns an exit code."""
     previous_umask = os.umask(0o077)  # every file this process and its children make is private
     ws = Workspace(workspace)
-    loosened = ws.secure() if ws.root.exists() else []
+    made_private = ws.made_private()
     ws.create()
     try:
         lock_fd = ws.acquire_lock()  # WorkspaceBusyError when another process serves it
     except BaseException:
         os.umask(previous_umask)
         raise
-    if loosened:
-        announce("Made the workspace private (others could read it): " + ", ".join(
-            f"{_relative(path, ws.root)} {old:o} -> {new:o}" for path, old, new in loosened[:8])
-            + (f" and {len(loosened) - 8} more" if len(loosened) > 8 else ""))
+    if made_private:
+        announce(made_private)
     _log_to_stderr()
     previous_term = signal.signal(signal.SIGTERM, _raise_shutdown)
     redis = sock = None
@@ -246,10 +244,6 @@ def serve(
         signal.signal(signal.SIGTERM, previous_term)
         os.close(lock_fd)
         os.umask(previous_umask)
-
-
-def _relative(path: Path, root: Path) -> str:
-    return str(path) if path == root else str(path.relative_to(root))
 
 
 async def _serve(ws, sock, host, port, api_url, creds, created, show_credentials, announce, log_level, redis, outbox):

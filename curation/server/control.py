@@ -36,6 +36,7 @@ class ServerHandle:
     credentials: dict = field(repr=False, default_factory=dict)
     first_start: bool = False
     process: subprocess.Popen | None = field(repr=False, default=None)
+    made_private: str = ""  # what start had to make private (see Workspace.made_private), for the user
 
     def stop(self, timeout: float = 30.0) -> bool:
         stopped = stop_server(self.workspace, timeout=timeout)
@@ -166,7 +167,9 @@ def start_server(
     detach=False: the server is stopped when this process exits, even if it is killed.
     Output goes to <workspace>/logs/server.log; credentials are made here (never printed to the log).
     """
-    ws = Workspace(workspace).create()
+    ws = Workspace(workspace)
+    made_private = ws.made_private()
+    ws.create()
     if ws.is_locked():
         state = ws.read_state() or {}
         raise WorkspaceBusyError(
@@ -207,6 +210,7 @@ def start_server(
                 credentials=ws.read_credentials(),
                 first_start=created,
                 process=proc,
+                made_private=made_private,
             )
         time.sleep(0.1)
     proc.terminate()

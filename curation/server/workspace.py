@@ -138,6 +138,18 @@ class Workspace:
                     tighten(Path(folder) / name)
         return changed
 
+    def made_private(self) -> str:
+        """`secure()`, described in one line for the user ('' when nothing had to change)."""
+        if not self.root.exists():
+            return ""
+        changed = self.secure()
+        if not changed:
+            return ""
+        shown = ", ".join(f"{p.relative_to(self.root) if p != self.root else p} {old:o} -> {new:o}"
+                          for p, old, new in changed[:8])
+        more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""
+        return f"Made the workspace private (others could read it): {shown}{more}"
+
     # ---- secrets -----------------------------------------------------------------------
     def read_credentials(self) -> dict:
         try:
