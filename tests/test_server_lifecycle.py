@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import stat
@@ -338,3 +339,131 @@ def test_add_user_reads_the_password_from_stdin_and_warns_about_the_flag(argilla
                            capture_output=True, text=True, timeout=120)
     assert short.returncode == 1 and "8 to 100" in short.stderr and "Traceback" not in short.stderr
     assert "--password " not in cli("add-user", "--help").stdout  # no longer offered
+
+
+# ---- dead children are seen, replaced, and lose no job -----------------------------------------------------
+def test_jobs_a_dead_worker_held_are_requeued_and_a_killed_redis_keeps_its_queue(tmp_path):
+    """With the real embedded Redis and rq: a job the worker had started, and one it had popped without
+    registering it yet (rq pops with BLPOP), both go back to the queue; a SIGKILLed Redis restarts with its queue."""
+    import redis as redis_py
+    from rq import Queue
+    from rq.registry import StartedJobRegistry
+
+    from curation.server.children import EmbeddedRedis, requeue_started_jobs
+
+    embedded = EmbeddedRedis(tmp_path).start()
+    try:
+        conn = redis_py.Redis(unix_socket_path=str(embedded.socket_path))
+        queue = Queue("default", connection=conn)
+        started, popped, waiting = (queue.enqueue("builtins.print", i) for i in range(3))
+        for job in (started, popped):  # what a worker does: pop the id, then (for `started`) register it
+            assert conn.lpop(queue.key).decode() == job.id
+        StartedJobRegistry("default", connection=conn).add(started, -1)
+        assert queue.job_ids == [waiting.id]
+        assert sorted(requeue_started_jobs(conn)) == sorted([started.id, popped.id])
+        assert sorted(queue.job_ids) == sorted([started.id, popped.id, waiting.id])
+        assert requeue_started_jobs(conn) == []  # nothing left to recover
+        os.kill(embedded.proc.pid, signal.SIGKILL)
+        embedded.proc.wait(10)
+        embedded.start()
+        assert sorted(Queue("default", connection=redis_py.Redis(unix_socket_path=str(embedded.socket_path))).job_ids) \
+            == sorted([started.id, popped.id, waiting.id])
+    finally:
+        embedded.stop()
+
+
+def _completed(api_url, key, dataset_id) -> int:
+    return httpx.get(f"{api_url}/api/v1/datasets/{dataset_id}/progress", headers={"X-Argilla-Api-Key": key}).json()[
+        "completed"]
+
+
+def _until(predicate, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout:.0f} s"
+        time.sleep(0.2)
+
+
+def test_status_sees_a_dead_worker_or_redis_which_are_replaced_and_no_job_is_lost(tmp_path):
+    import argilla as rg
+
+    from curation.server import server_status, start_server
+    from curation.server.users import add_user
+
+    ws = tmp_path / "faults"
+    handle = start_server(ws, port=free_port(), detach=False)
+    try:
+        client = handle.client()
+        settings = rg.Settings(fields=[rg.TextField(name="text")], questions=[rg.LabelQuestion(name="ok", labels=["y", "n"])],
+                               distribution=rg.TaskDistribution(min_submitted=3))
+        ds = rg.Dataset(name="faults", workspace="curation", settings=settings, client=client).create()
+        ds.records.log([rg.Record(id=f"f{i}", fields={"text": f"t{i}"}) for i in range(4)])
+        _, curator, _ = add_user(client, "fault-curator")
+        for record in ds.records:
+            r = httpx.post(f"{handle.api_url}/api/v1/records/{record._server_id}/responses",
+                           json={"values": {"ok": {"value": "y"}}, "status": "submitted"},
+                           headers={"X-Argilla-Api-Key": curator})
+            assert r.status_code == 201
+        url, owner = f"{handle.api_url}/api/v1/datasets/{ds.id}", handle.api_key
+
+        def distribution(n: int) -> int:
+            return httpx.patch(url, json={"distribution": {"strategy": "overlap", "min_submitted": n}},
+                               headers={"X-Argilla-Api-Key": owner}).status_code
+
+        def check_status(killed: int, part: str):
+            """After `killed` is gone: status never calls it running; then it is replaced and status is healthy."""
+            st = server_status(ws)
+            assert not (st[part]["pid"] == killed and st[part]["running"])
+            assert st["healthy"] == (st[part]["running"] and st["api"] and st["worker"]["running"]
+                                     and st["redis"]["running"])
+            if st[part]["pid"] == killed:
+                assert not st["healthy"] and st["problems"]
+            _until(lambda: server_status(ws)["healthy"], what=f"a new {part}")
+            st = server_status(ws)
+            assert st[part]["pid"] != killed and alive(st[part]["pid"])
+            assert cli("status", "--workspace", ws).returncode == 0
+            return st
+
+        # 1. the worker, SIGKILLed while a job waits for it: status sees it, it is replaced, the job is run
+        state = json.loads((ws / "run" / "server.json").read_text())
+        os.kill(state["worker_pid"], signal.SIGSTOP)  # holds the job it pops
+        assert distribution(1) == 200
+        time.sleep(0.5)
+        os.kill(state["worker_pid"], signal.SIGKILL)
+        assert wait_dead([state["worker_pid"]]) == []
+        st = check_status(state["worker_pid"], "worker")
+        assert st["restarts"]["worker"] == 1
+        _until(lambda: _completed(handle.api_url, owner, ds.id) == 4, what="the re-queued status job")
+
+        # 2. Redis, SIGKILLed: a write during the outage is acknowledged, kept, and its job runs once Redis is back
+        state = json.loads((ws / "run" / "server.json").read_text())
+        os.kill(state["redis_pid"], signal.SIGKILL)
+        assert wait_dead([state["redis_pid"]]) == []
+        assert distribution(3) == 200  # saved, and answered as saved
+        assert ds.id and httpx.get(url, headers={"X-Argilla-Api-Key": owner}).json()["distribution"]["min_submitted"] == 3
+        st = check_status(state["redis_pid"], "redis")
+        assert st["restarts"]["redis"] == 1
+        _until(lambda: _completed(handle.api_url, owner, ds.id) == 0, what="the job kept while Redis was down")
+        assert server_status(ws)["jobs"]["waiting_for_redis"] == 0
+        state = json.loads((ws / "run" / "server.json").read_text())
+        pids = [state["pid"], state["worker_pid"], state["redis_pid"]]
+    finally:
+        handle.stop()
+    assert wait_dead(pids) == []
+
+
+def test_a_redis_that_cannot_come_back_stops_the_server_with_the_reason(tmp_path):
+    from curation.server import server_status, start_server
+
+    ws = tmp_path / "no-redis"
+    handle = start_server(ws, port=free_port(), detach=False)
+    state = json.loads((ws / "run" / "server.json").read_text())
+    shutil.rmtree(ws / "run" / "redis")
+    (ws / "run" / "redis").write_text("not a folder: Redis cannot keep its queue here\n")
+    os.kill(state["redis_pid"], signal.SIGKILL)
+    assert handle.process.wait(60) == 1
+    log = (ws / "logs" / "server.log").read_text()
+    assert "The embedded Redis exited (code -9) and could not be restarted; the server stops." in log
+    assert "Traceback" not in log.split("could not be restarted")[-1]
+    assert wait_dead([state["worker_pid"], state["redis_pid"]]) == []
+    assert not server_status(ws)["running"]

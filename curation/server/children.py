@@ -126,21 +126,40 @@ def start_worker(env: dict, log) -> subprocess.Popen:
 
 
 def requeue_started_jobs(connection) -> list[str]:
-    """Put the jobs a dead worker had started back at the front of their queue. Call only while no worker runs
-    (the server runs one). Returns their ids."""
+    """Put back at the front of their queue the jobs a dead worker had taken: those it had started (rq's started
+    registry) and those it had popped from the queue without registering them yet (rq pops with BLPOP, so a
+    worker killed between the two holds a job no list knows: its hash still says queued). Call only while no
+    worker runs (the server runs one). Returns their ids."""
+    from rq import Queue
     from rq.exceptions import InvalidJobOperation, NoSuchJobError
+    from rq.job import Job
     from rq.registry import StartedJobRegistry
+
+    def text(raw) -> str:
+        return raw.decode() if isinstance(raw, bytes) else raw
 
     requeued = []
     for name in QUEUES:
         registry = StartedJobRegistry(name, connection=connection)
-        for raw in connection.zrange(registry.key, 0, -1):  # not get_job_ids(): it would fail them as abandoned
-            job_id = raw.decode() if isinstance(raw, bytes) else raw
+        for job_id in map(text, connection.zrange(registry.key, 0, -1)):  # not get_job_ids(): it fails them
             try:
                 registry.requeue(job_id, at_front=True)
                 requeued.append(job_id)
             except (NoSuchJobError, InvalidJobOperation):
                 connection.zrem(registry.key, job_id)
+    waiting = {name: set(map(text, connection.lrange(f"rq:queue:{name}", 0, -1))) for name in QUEUES}
+    for key in map(text, connection.scan_iter(match="rq:job:*", count=1000)):
+        job_id = key[len("rq:job:"):]
+        if ":" in job_id:  # rq:job:<id>:dependents and the like
+            continue
+        status, origin = (text(v) if v is not None else None for v in connection.hmget(key, "status", "origin"))
+        if status in ("queued", "started") and origin in waiting and job_id not in waiting[origin]:
+            try:
+                job = Job.fetch(job_id, connection=connection)
+            except NoSuchJobError:
+                continue
+            Queue(origin, connection=connection)._enqueue_job(job, at_front=True)
+            requeued.append(job_id)
     return requeued
 
 
@@ -210,7 +229,7 @@ class Supervisor(threading.Thread):
             try:
                 self.redis.start()
                 break
-            except RuntimeError as err:
+            except (RuntimeError, OSError) as err:
                 log.error("supervisor: Redis did not restart (attempt %d of 3): %s", attempt + 1, err)
                 time.sleep(1.0)
         else:
