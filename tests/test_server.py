@@ -501,3 +501,45 @@ def test_non_finite_vectors_are_refused_before_anything_is_stored(curated, bad):
     r = httpx.post(f"{curated.api_url}/api/v1/datasets/{curated.dataset_id}/records/search", params={"include": "vectors"},
                    content='{"query": {"vector": {"name": "emb", "value": [%s, 1, 0, 0]}}}' % bad, headers=h)
     assert r.status_code == 422 and "finite" in r.text
+
+
+def test_searches_of_one_key_are_refused_early_queued_and_paced(curated):
+    """Before any authentication: oversized or over-the-cap queries are refused, and the /me searches of one key
+    run one at a time (a few wait their turn, more get 429) within half of the time."""
+    import threading
+
+    url = f"{curated.api_url}/api/v1/me/datasets/{curated.dataset_id}/records/search"
+    words = " ".join(f"w{i}" for i in range(2000))
+    r = httpx.post(url, json={"query": {"text": {"q": words}}}, headers={"X-Argilla-Api-Key": "cur.not-a-key"})
+    assert r.status_code == 422 and "the limit is 2,000" in r.text  # refused before the key was even looked up
+    r = httpx.post(url, content=b'{"query": "' + b"x" * 70_000 + b'"}', headers={"X-Argilla-Api-Key": curated.keys["a"]})
+    assert r.status_code == 413
+    body = {"query": {"text": {"q": "zebra | giraffes | prompt"}}}
+    barrier, codes = threading.Barrier(8), []
+
+    def one():
+        with httpx.Client(timeout=60) as http:
+            barrier.wait()
+            r = http.post(url, json=body, headers={"X-Argilla-Api-Key": curated.keys["b"]})
+            codes.append((r.status_code, r.headers.get("retry-after")))
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(c for c, _ in codes).count(200) >= 4 and (429, "1") in codes, codes
+    assert {c for c, _ in codes} <= {200, 429}
+    # paced: right after a search, the same key's next one waits about as long as the last one took
+    with httpx.Client(timeout=60) as http:
+        headers = {"X-Argilla-Api-Key": curated.keys["b"]}
+        time.sleep(2)
+
+        def server_ms(r) -> float:  # argilla-server's own Server-Timing header: "total;dur=<ms>"
+            r.raise_for_status()
+            return float(r.headers["server-timing"].split("dur=")[1])
+
+        first = server_ms(http.post(url, json=body, headers=headers))
+        t = time.perf_counter()
+        second = server_ms(http.post(url, json=body, headers=headers))
+        assert (time.perf_counter() - t) * 1000 >= 0.95 * (first + second)  # waited the first one's time, then ran

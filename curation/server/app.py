@@ -265,7 +265,8 @@ async def _serve(ws, sock, host, port, api_url, creds, created, show_credentials
     await async_engine.dispose()
     supervisor = None
     fatal: list[str] = []
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(guard.EarlyRefusal(app), log_level=log_level, access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -17,16 +17,27 @@ checked against argilla-server's routers by the tests, so a route added by an up
 
 A route missing from `ROUTES` is treated as `STAFF` (fail closed) and logged at start.
 
-Searches are also bounded per user (`limits.SearchSlots`): at most `SEARCHES_PER_USER` at once, more get 429.
+Searches are bounded twice. `EarlyRefusal`, in front of the whole app and before any authentication or
+database work, answers 413 for an oversized search body and 422 for a text query over the caps, and runs the
+`/me` searches of one credential (API key or UI session; the only search route open to annotators) one at a
+time and within its share of the time (`limits.SEARCH_SHARE`), letting a few more wait their turn and answering
+429 beyond that: a flood of hostile searches costs the server little and takes at most half of one core.
+Behind it, the search routes allow each user `SEARCHES_PER_USER` searches at once whatever credentials they use
+(`limits.SearchSlots`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import hashlib
+import json
 import logging
+import re
 from typing import Any, Callable
 
-from curation.server.limits import SearchSlots, TooManySearches
+from curation.server.limits import (MAX_SEARCH_PAUSE_S, SEARCH_SHARE, SEARCHES_RUNNING_PER_KEY,
+                                    SEARCHES_WAITING_PER_KEY, SearchLimitError, SearchSlots, TooManySearches)
 
 VIEW, STAFF, OWN, SETTINGS, COUNTS, PUBLIC = "view", "staff", "own", "settings", "counts", "public"
 
@@ -205,6 +216,103 @@ def _after(endpoint: Callable, view: Callable, before: Callable | None = None, a
         return await view(result, **kwargs) if annotator else result
 
     return guarded
+
+
+# ---- early refusal of searches, before authentication ------------------------------------------------------
+_SEARCH_PATH = re.compile(r"^/api/v1/(?:me/)?datasets/[^/]+/records/search$")
+MAX_SEARCH_BODY = 64 * 1024  # a search body is a query, filters and a sort: a few KB at most
+
+
+class EarlyRefusal:
+    """ASGI middleware for the search routes (see the module docstring)."""
+
+    def __init__(self, app, running: int = SEARCHES_RUNNING_PER_KEY, waiting: int = SEARCHES_WAITING_PER_KEY):
+        self.app = app
+        self.limit, self.waiting = running, waiting
+        self.keys: dict[bytes, list] = {}  # credential hash -> [semaphore, searches running or waiting]
+        self.not_before: dict[bytes, float] = {}  # credential hash -> when its next search may start
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or not _SEARCH_PATH.match(scope["path"]):
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        credential = headers.get(b"x-argilla-api-key") or headers.get(b"authorization")
+        if not credential:  # argilla-server answers 401
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > MAX_SEARCH_BODY:
+                return await _answer(send, 413, f"The search request is larger than {MAX_SEARCH_BODY // 1024} KB")
+        problem = _text_query_problem(body)
+        if problem:
+            return await _answer(send, 422, problem)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        if not scope["path"].startswith("/api/v1/me/"):  # owners' and admins' route (the SDK pages through it)
+            return await self.app(scope, replay, send)
+        key = hashlib.sha256(credential).digest()
+        entry = self.keys.setdefault(key, [asyncio.Semaphore(self.limit), 0])
+        if entry[1] >= self.limit + self.waiting:
+            return await _answer(send, 429, f"Too many searches at once: {entry[1]} of yours are running or waiting. "
+                                            "Wait for them to finish.", retry_after=True)
+        entry[1] += 1
+        loop = asyncio.get_running_loop()
+        try:
+            async with entry[0]:
+                pause = self.not_before.get(key, 0.0) - loop.time()
+                if pause > 0:
+                    await asyncio.sleep(min(pause, MAX_SEARCH_PAUSE_S))
+                started = loop.time()
+                try:
+                    return await self.app(scope, replay, send)
+                finally:
+                    ended = loop.time()
+                    self.not_before[key] = ended + (ended - started) * (1 / SEARCH_SHARE - 1)
+        finally:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self.keys[key]
+            if len(self.not_before) > 10_000:  # forget the credentials that may search again now
+                now = loop.time()
+                self.not_before = {k: t for k, t in self.not_before.items() if t > now}
+
+
+def _text_query_problem(body: bytes) -> str | None:
+    """The caps of `text_query.fts_expression`, checked on the raw request (anything else: left to the API)."""
+    from curation.server.text_query import fts_expression
+
+    try:
+        q = json.loads(body)["query"]["text"]["q"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(q, str):
+        return None
+    try:
+        fts_expression(q)
+    except SearchLimitError as err:
+        return str(err)
+    return None
+
+
+async def _answer(send, status: int, detail: str, retry_after: bool = False) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if retry_after:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 # ---- the annotator's view of a record -------------------------------------------------------------------

@@ -1,9 +1,13 @@
 """Bounds on what one search may cost, so that no user can stall the server with a query.
 
 Text queries are capped in length and in distinct words (Elasticsearch caps boolean clauses the same way; see
-`text_query.py`), every SQL statement of a search runs under a deadline (an SQLite progress handler that aborts
-the statement), and each user runs at most `SEARCHES_PER_USER` searches at a time: more are refused at once
-with 429 rather than queued, because a waiting request already holds one of the server's database connections.
+`text_query.py`), and every SQL statement of a search runs under a deadline (an SQLite progress handler that
+aborts the statement). Searches sent with one credential (an API key, a UI session) run one at a time, in order,
+and take at most `SEARCH_SHARE` of the time: after a search that took t seconds, the next one of the same
+credential starts t * (1 / SEARCH_SHARE - 1) seconds later at the earliest. A few more may wait, before any
+authentication or database work (`guard.EarlyRefusal`); beyond that they are refused with 429. Behind that, a
+user runs at most `SEARCHES_PER_USER` searches at once whatever credentials they use: more are refused with 429,
+not queued, because there a request already holds a database connection.
 
 Light on purpose (no argilla_server import): the tests exercise it directly.
 """
@@ -20,8 +24,12 @@ from typing import Callable, Hashable, Iterator, Optional, TypeVar
 MAX_QUERY_CHARS = 2_000  # a text query longer than this is refused before it is parsed
 MAX_QUERY_WORDS = 32  # distinct words of a text query, phrases included, after removing repeats
 SEARCH_TIMEOUT_S = 5.0  # one SQL statement of a search; the slowest normal search at 100,000 records takes 0.3 s
-SEARCHES_PER_USER = 2  # concurrent searches of one user; the UI runs one at a time
-_PROGRESS_STEPS = 20_000  # SQLite VM instructions between two deadline checks (well under a millisecond)
+SEARCHES_RUNNING_PER_KEY = 1  # searches of one credential run one after another
+SEARCHES_WAITING_PER_KEY = 3  # and so many more wait their turn (the UI sends the next before the last is done)
+SEARCHES_PER_USER = 2  # concurrent searches of one user over all their credentials
+SEARCH_SHARE = 0.5  # of the wall time one credential's searches may take; a curator's take far less
+MAX_SEARCH_PAUSE_S = 5.0  # the longest wait that share imposes
+_PROGRESS_STEPS = 200_000  # SQLite VM instructions between two deadline checks (about 10 ms, few GIL handoffs)
 
 T = TypeVar("T")
 
