@@ -229,8 +229,6 @@ def main(argv=None) -> int:
         elif suite == "limits":
             write(results / "server_limits.json", bench_limits())
         else:
-            from bench_server_faults import bench_faults
-
             write(results / "server_faults.json", bench_faults(3 if args.quick and args.tries == 10 else args.tries))
     return 0
 
@@ -382,6 +380,234 @@ def bench_limits(n_records: int = 3000, repeats: int = 5, normal_runs: int = 100
     finally:
         handle.stop()
         shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+# ---- faults: SIGKILL the worker, Redis, a push ----------------------------------------------------------------
+def _until(predicate, timeout: float) -> float | None:
+    """Seconds until predicate() holds, None if it did not within timeout."""
+    t = time.monotonic()
+    while time.monotonic() - t < timeout:
+        if predicate():
+            return round(time.monotonic() - t, 2)
+        time.sleep(0.1)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def _kill_and_check_status(ws: Path, part: str) -> dict:
+    """SIGKILL the worker or Redis of the server in `ws`; then check `status` against what is true: it never calls
+    the killed process running, it names the problem while the part is down, and it is healthy again (a new
+    process, alive) once the server has replaced it."""
+    from curation.server import server_status
+
+    state = json.loads((ws / "run" / "server.json").read_text())
+    pid = state[f"{part}_pid"]
+    os.kill(pid, signal.SIGKILL)
+    while _alive(pid):
+        time.sleep(0.01)
+    st = server_status(ws)
+    wrong = []
+    if st[part]["pid"] == pid and st[part]["running"]:
+        wrong.append("called the killed process running")
+    if st["healthy"] and not (st[part]["pid"] != pid and _alive(st[part]["pid"])):
+        wrong.append("healthy while the part was down")
+    if not st[part]["running"] and not st["problems"]:
+        wrong.append("no problem named while the part was down")
+    recovered = _until(lambda: server_status(ws)["healthy"], 60)
+    st = server_status(ws)
+    if recovered is None:
+        wrong.append("not healthy again within 60 s")
+    elif not (st[part]["pid"] != pid and _alive(st[part]["pid"])):
+        wrong.append("healthy without a new live process")
+    return {"status_wrong": wrong, "recovered_s": recovered, "seen_down": not st["healthy"] or st[part]["pid"] != pid}
+
+
+def bench_faults(tries: int) -> dict:
+    """See the module docstring (suite `faults`)."""
+    import argilla as rg
+
+    from curation.server import server_status
+    from curation.server.users import add_user
+
+    root = Path(tempfile.mkdtemp(prefix="bench-faults-"))
+    ws = root / "ws"
+    out: dict = {"machine": machine(), "tries": tries, "target": "0 lost acknowledged writes, status right every time"}
+    rnd = random.Random(1414)
+    handle = start_server(ws, port=free_port(), detach=False)
+    try:
+        client = handle.client()
+        curator, curator_key, _ = add_user(client, "fault-curator")
+        owner = {"X-Argilla-Api-Key": handle.api_key}
+        n_answered = 400  # the record-status job walks these: long enough to be killed in the middle
+        fs = rg.Settings(fields=[rg.TextField(name="text")], questions=[rg.LabelQuestion(name="ok", labels=["y", "n"])],
+                         distribution=rg.TaskDistribution(min_submitted=2))
+        ds = rg.Dataset(name="faults", workspace="curation", settings=fs, client=client).create()
+        ds.records.log([rg.Record(id=f"a{i}", fields={"text": f"answered {i}"},
+                                  responses=[rg.Response("ok", "y", user_id=curator.id, status="submitted")])
+                        for i in range(n_answered)])
+        url = f"{handle.api_url}/api/v1/datasets/{ds.id}"
+
+        def completed() -> int:
+            return httpx.get(f"{url}/progress", headers=owner, timeout=60).json()["completed"]
+
+        def set_distribution(n: int) -> int:
+            return httpx.patch(url, json={"distribution": {"strategy": "overlap", "min_submitted": n}}, headers=owner,
+                               timeout=60).status_code
+
+        # 1. the worker, killed at a random moment after a distribution change (its job then runs or waits)
+        runs = []
+        for i in range(tries):
+            target = 1 if i % 2 == 0 else 2
+            acked = set_distribution(target) == 200
+            time.sleep(rnd.uniform(0.0, 2.0))
+            run = _kill_and_check_status(ws, "worker")
+            expected = n_answered if target == 1 else 0
+            run["job_done_s"] = _until(lambda: completed() == expected, 120)
+            run["lost_writes"] = int(acked and run["job_done_s"] is None)
+            runs.append(run)
+            print(f"worker kill {i + 1}/{tries}: {run}")
+        out["worker"] = _summary(runs)
+
+        # 2. Redis, killed at a random moment while records are logged and the distribution changes
+        runs = []
+        for i in range(tries):
+            writes, stop = [], threading.Event()
+
+            def writer(i=i):
+                n = 0
+                with httpx.Client(timeout=60, headers=owner) as http:
+                    while not stop.is_set():
+                        n += 1
+                        kind, what = ("record", f"w{i}-{n}") if n % 3 else ("distribution", 1 + n // 3 % 2)
+                        try:
+                            if kind == "record":
+                                code = http.put(f"{url}/records/bulk", json={"items": [
+                                    {"external_id": what, "fields": {"text": f"written {what}"}}]}).status_code
+                            else:
+                                code = http.patch(url, json={"distribution": {"strategy": "overlap",
+                                                                              "min_submitted": what}}).status_code
+                        except httpx.HTTPError:
+                            code = None  # no answer: a failure as the client sees it
+                        writes.append((kind, what, code))
+
+            thread = threading.Thread(target=writer, daemon=True)
+            thread.start()
+            time.sleep(rnd.uniform(0.2, 1.5))
+            run = _kill_and_check_status(ws, "redis")
+            time.sleep(0.5)
+            stop.set()
+            thread.join(60)
+            with sqlite3.connect(f"file:{ws / 'argilla.db'}?mode=ro", uri=True, timeout=30) as con:
+                stored = {r[0] for r in con.execute("SELECT external_id FROM records WHERE external_id LIKE ?",
+                                                    (f"w{i}-%",))}
+            acked_records = {rid for kind, rid, code in writes if kind == "record" and code == 200}
+            failed_records = {rid for kind, rid, code in writes if kind == "record" and code != 200}
+            distributions = [(t, code) for kind, t, code in writes if kind == "distribution"]
+            now = httpx.get(url, headers=owner, timeout=60).json()["distribution"]["min_submitted"]
+            last_acked = next((t for t, code in reversed(distributions) if code == 200), None)
+            run["writes"] = len(writes)
+            run["failed_writes"] = sum(1 for *_, code in writes if code != 200)
+            run["lost_writes"] = len(acked_records - stored) + int(last_acked is not None and now != last_acked
+                                                                   and distributions[-1][1] == 200)
+            run["failed_but_stored"] = len(failed_records & stored) + int(
+                bool(distributions) and distributions[-1][1] != 200 and now == distributions[-1][0])
+            expected = n_answered if now == 1 else 0
+            run["job_done_s"] = _until(lambda: completed() == expected, 120)
+            run["lost_writes"] += int(run["job_done_s"] is None)
+            runs.append(run)
+            print(f"redis kill {i + 1}/{tries}: {run}")
+        out["redis"] = _summary(runs)
+
+        # 3. `curation push`, killed at a random moment; the next push (with --force where it says so) finishes it
+        out["push"] = _push_faults(root, handle, tries, rnd)
+        out["status_at_end"] = {k: server_status(ws)[k] for k in ("healthy", "restarts", "jobs")}
+        out["meets_target"] = all(out[k]["lost_writes"] == 0 and out[k]["status_wrong"] == 0
+                                  and out[k].get("failed_but_stored", 0) == 0 for k in ("worker", "redis", "push"))
+        out["machine"]["load_avg_at_end"] = os.getloadavg()
+        print("meets target:", out["meets_target"])
+    finally:
+        handle.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+def _summary(runs: list[dict]) -> dict:
+    recovered = [r["recovered_s"] for r in runs if r.get("recovered_s") is not None]
+    return {
+        "tries": len(runs),
+        "lost_writes": sum(r.get("lost_writes", 0) for r in runs),
+        "failed_but_stored": sum(r.get("failed_but_stored", 0) for r in runs),
+        "status_wrong": sum(len(r.get("status_wrong", [])) for r in runs),
+        "status_problems": sorted({w for r in runs for w in r.get("status_wrong", [])}),
+        "recovered_s_max": max(recovered) if recovered else None,
+        "recovered_s_median": round(statistics.median(recovered), 2) if recovered else None,
+        "runs": runs,
+    }
+
+
+def _push_faults(root: Path, handle, tries: int, rnd: random.Random) -> dict:
+    """Push the test pool's shortlist; SIGKILL the push at a random moment; push again."""
+    from curation.server import server_status
+
+    pool, evals = REPO / "tests" / "data" / "curation_pool", REPO / "tests" / "data" / "curation_eval_prompts.jsonl"
+    cws = root / "pipeline"
+    env = {**os.environ, "ARGILLA_API_URL": handle.api_url, "ARGILLA_API_KEY": handle.api_key,
+           "PYTHONUNBUFFERED": "1"}
+
+    def curation(*args, check=True) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "curation", *map(str, args)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=900)
+        if check and done.returncode:
+            raise RuntimeError(f"curation {' '.join(map(str, args))}: {done.stderr[-2000:]}")
+        return done
+
+    curation("ingest", "--workspace", cws, pool)
+    curation("score", "--workspace", cws, "--decontaminate", evals)
+    t = time.perf_counter()
+    curation("push", "--workspace", cws, "--push.dataset", "push-reference")
+    full = time.perf_counter() - t
+    shortlist = [json.loads(line)["id"] for line in (cws / "shortlist.jsonl").read_text().splitlines() if line.strip()]
+    client = handle.client()
+    runs = []
+    for i in range(tries):
+        name = f"push-fault-{i}"
+        at = rnd.uniform(0.3, full)
+        proc = subprocess.Popen([sys.executable, "-m", "curation", "push", "--workspace", str(cws), "--push.dataset",
+                                 name], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(at)
+        killed = proc.poll() is None
+        if killed:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        dataset = client.datasets(name=name, workspace="curation")
+        state = "absent" if dataset is None else dataset._model.status
+        before = 0 if dataset is None or state == "draft" else sum(1 for _ in dataset.records(with_responses=False))
+        again = curation("push", "--workspace", cws, "--push.dataset", name, check=False)
+        forced = False
+        if again.returncode and "--force" in again.stderr:
+            forced = True
+            again = curation("push", "--workspace", cws, "--push.dataset", name, "--force", check=False)
+        dataset = client.datasets(name=name, workspace="curation")
+        ids = [r.id for r in dataset.records(with_responses=False, with_suggestions=False)] if dataset else []
+        run = {"kill_at_s": round(at, 2), "killed": killed, "left": state, "records_before": before,
+               "needed_force": forced, "said_recovered": "found the unfinished draft" in again.stdout,
+               "second_push_rc": again.returncode, "records": len(ids), "duplicates": len(ids) - len(set(ids)),
+               "lost_writes": len(set(shortlist) - set(ids)) + (len(ids) - len(set(ids))) + int(again.returncode != 0)}
+        st = server_status(handle.workspace)
+        run["status_wrong"] = [] if st["healthy"] else ["not healthy after a push was killed"]
+        runs.append(run)
+        print(f"push kill {i + 1}/{tries}: {run}")
+    out = _summary(runs)
+    out.update({"reference_push_s": round(full, 2), "shortlist": len(shortlist),
+                "drafts_recovered": sum(r["needed_force"] for r in runs),
+                "killed_while_draft": sum(r["left"] == "draft" for r in runs)})
     return out
 
 

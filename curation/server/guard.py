@@ -147,8 +147,7 @@ def install(api) -> list[tuple[str, str]]:
         if getattr(endpoint, "_curation_guarded", False):
             continue
         if "current_user" not in route.dependant.call.__code__.co_varnames:
-            if rule != PUBLIC:
-                log.error("route %s %s has no current_user: left as argilla-server made it", *key)
+            log.error("route %s %s has no current_user: left as argilla-server made it", *key)
             continue
         if key == ("GET", "/records/{record_id}"):
             guarded = _after(endpoint, _record_for_annotator, after=_load_vector_names)
