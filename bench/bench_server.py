@@ -326,8 +326,8 @@ def bench_limits(n_records: int = 3000, repeats: int = 5, normal_runs: int = 100
                     times.append(time.perf_counter() - t)
                     codes.add(r.status_code)
                     time.sleep(times[-1] + 0.05)  # past the pause the user's share of search time imposes
-                out["queries"][name] = {"chars": len(q), "status": sorted(codes), "median_s": round(statistics.median(times), 3),
-                                        "max_s": round(max(times), 3)}
+                out["queries"][name] = {"chars": len(q), "status": sorted(codes),
+                                        "median_s": round(statistics.median(times), 3), "max_s": round(max(times), 3)}
                 print(f"{name}: {out['queries'][name]}")
             costliest = max((n for n in queries if "accepted" in n), key=lambda n: out["queries"][n]["median_s"])
 
@@ -352,8 +352,9 @@ def bench_limits(n_records: int = 3000, repeats: int = 5, normal_runs: int = 100
                 for label, hostile_q in attacks.items():
                     # the attacker is a process of its own, at the lowest priority: its client work stands for a
                     # remote attacker's, whose CPU is not the server's
-                    attacker = subprocess.Popen([sys.executable, "-c", ATTACKER, url, hostile_key, json.dumps(hostile_q)],
-                                                stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(19))
+                    attacker = subprocess.Popen(
+                        [sys.executable, "-c", ATTACKER, url, hostile_key, json.dumps(hostile_q)],
+                        stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(19))
                     time.sleep(2.0)
                     samples[label] += normal_latencies(per_phase)
                     attacker.send_signal(signal.SIGINT)

@@ -183,7 +183,8 @@ def _settings(cfg: CurationConfig, chat: bool, dims: int | None):
               else rg.TextField(name="prompt", title="Prompt", use_markdown=True, required=True))
     guidelines = GUIDELINES.format(budget=cfg.select.budget, lo=s.lima_min_chars, hi=s.lima_max_chars,
                                    agent=SIGNALS_AGENT, overlap=cfg.push.overlap,
-                                   judge=f" and the LLM judge `{s.judge}`" if s.judge else "") + "\n" + PUSH_MARKER + "\n"
+                                   judge=f" and the LLM judge `{s.judge}`" if s.judge else "")
+    guidelines += f"\n{PUSH_MARKER}\n"
     metadata = [
         rg.TermsMetadataProperty(name="source", title="Source"),
         rg.TermsMetadataProperty(name="language", title="Language"),

@@ -498,8 +498,8 @@ def test_non_finite_vectors_are_refused_before_anything_is_stored(curated, bad):
     # every page and every similarity search still works, with the vectors as they were
     ids, _, _ = search(curated, {"query": {"vector": {"name": "emb", "value": [1.0, 0.0, 0.0, 0.0]}}}, limit=3)
     assert ids == ["r00", "r01", "r02"]
-    r = httpx.post(f"{curated.api_url}/api/v1/datasets/{curated.dataset_id}/records/search", params={"include": "vectors"},
-                   content='{"query": {"vector": {"name": "emb", "value": [%s, 1, 0, 0]}}}' % bad, headers=h)
+    r = httpx.post(f"{curated.api_url}/api/v1/datasets/{curated.dataset_id}/records/search",
+                   params={"include": "vectors"}, content='{"query": {"vector": {"name": "emb", "value": [%s, 1, 0, 0]}}}' % bad, headers=h)
     assert r.status_code == 422 and "finite" in r.text
 
 
@@ -512,7 +512,8 @@ def test_searches_of_one_key_are_refused_early_queued_and_paced(curated):
     words = " ".join(f"w{i}" for i in range(2000))
     r = httpx.post(url, json={"query": {"text": {"q": words}}}, headers={"X-Argilla-Api-Key": "cur.not-a-key"})
     assert r.status_code == 422 and "the limit is 2,000" in r.text  # refused before the key was even looked up
-    r = httpx.post(url, content=b'{"query": "' + b"x" * 70_000 + b'"}', headers={"X-Argilla-Api-Key": curated.keys["a"]})
+    r = httpx.post(url, content=b'{"query": "' + b"x" * 70_000 + b'"}',
+                   headers={"X-Argilla-Api-Key": curated.keys["a"]})
     assert r.status_code == 413
     body = {"query": {"text": {"q": "zebra | giraffes | prompt"}}}
     barrier, codes = threading.Barrier(8), []

@@ -63,9 +63,10 @@ def blind(argilla_server, tmp_path_factory):
 
     owner = argilla_server.client()
     name = f"blind-ab-{uuid.uuid4().hex[:6]}"
-    pairs = [({"id": f"p{i}", "prompt": f"Question {i}?", "output": f"first answer {i}", "generator": HIDDEN_GENERATORS[0],
-               "category": "general"},
-              {"id": f"p{i}", "prompt": f"Question {i}?", "output": f"second answer {i}", "generator": HIDDEN_GENERATORS[1]})
+    pairs = [({"id": f"p{i}", "prompt": f"Question {i}?", "output": f"first answer {i}",
+                "generator": HIDDEN_GENERATORS[0], "category": "general"},
+              {"id": f"p{i}", "prompt": f"Question {i}?", "output": f"second answer {i}",
+               "generator": HIDDEN_GENERATORS[1]})
              for i in range(N)]
     human.push(pairs, client=owner, dataset=name, workspace=argilla_server.workspace_name, overlap=2, seed=1)
     ds = owner.datasets(name=name, workspace=argilla_server.workspace_name)
@@ -123,7 +124,7 @@ def test_an_annotator_reads_nothing_hidden_through_any_route(blind):
                 ("fields", "questions", "vectors-settings")}
     suggestion = str(uuid.uuid4())
     field_id, question_id = settings["fields"][0]["id"], settings["questions"][0]["id"]
-    hidden_prop, visible_prop = b.props["swapped"], b.props["category"]
+    hidden_prop = b.props["swapped"]
     bob_id, bob_response = str(b.users["bob"].id), b.bob_responses[0]
     question = {"values": {"preference": {"value": "2"}}, "status": "submitted"}
     ids = dict(dataset_id=ds, record_id=rid, response_id=bob_response, suggestion_id=suggestion, field_id=field_id,
@@ -142,16 +143,18 @@ def test_an_annotator_reads_nothing_hidden_through_any_route(blind):
         ("GET", "/metadata-properties/{metadata_property_id}/metrics"): ({}, {403}),  # the hidden `swapped`
         ("GET", "/records/{record_id}/suggestions"): ({}, {200}),
         ("POST", "/datasets"): ({"json": {"name": "x", "workspace_id": b.workspace_id}}, {403}),
-        ("POST", "/datasets/{dataset_id}/fields"): ({"json": {"name": "f2", "title": "F", "settings": {"type": "text"}}}, {403}),
+        ("POST", "/datasets/{dataset_id}/fields"): (
+            {"json": {"name": "f2", "title": "F", "settings": {"type": "text"}}}, {403}),
         ("POST", "/datasets/{dataset_id}/questions"): (
             {"json": {"name": "q2", "title": "Q", "settings": {"type": "text"}}}, {403}),
-        ("POST", "/datasets/{dataset_id}/metadata-properties"): ({"json": {"name": "m2", "title": "M", "settings": {"type": "terms"}}},
-                                                                  {403}),
-        ("POST", "/datasets/{dataset_id}/vectors-settings"): ({"json": {"name": "v2", "title": "V", "dimensions": 2}}, {403}),
+        ("POST", "/datasets/{dataset_id}/metadata-properties"): (
+            {"json": {"name": "m2", "title": "M", "settings": {"type": "terms"}}}, {403}),
+        ("POST", "/datasets/{dataset_id}/vectors-settings"): (
+            {"json": {"name": "v2", "title": "V", "dimensions": 2}}, {403}),
         ("PATCH", "/datasets/{dataset_id}"): ({"json": {"name": "renamed"}}, {403}),
-        ("POST", "/datasets/{dataset_id}/import"): ({"json": {"name": "x/y", "subset": "default", "split": "train",
-                                                               "mapping": {"fields": [{"source": "a", "target": "prompt"}]}}},
-                                                     {403}),
+        ("POST", "/datasets/{dataset_id}/import"): (
+            {"json": {"name": "x/y", "subset": "default", "split": "train",
+                      "mapping": {"fields": [{"source": "a", "target": "prompt"}]}}}, {403}),
         ("POST", "/datasets/{dataset_id}/export"): (
             {"json": {"name": "x/y", "subset": "default", "split": "train", "token": "t"}}, {403}),
         ("POST", "/datasets/{dataset_id}/records/bulk"): ({"json": {"items": [{"fields": {"prompt": "x"}}]}}, {403}),
@@ -172,7 +175,8 @@ def test_an_annotator_reads_nothing_hidden_through_any_route(blind):
         ("PATCH", "/users/{user_id}"): ({"json": {"first_name": "x"}}, {403}),
         ("POST", "/webhooks"): ({"json": {"url": "http://127.0.0.1:9/x", "events": ["record.created"]}}, {403}),
         ("PATCH", "/webhooks/{webhook_id}"): ({"json": {"enabled": False}}, {403}),
-        ("POST", "/token"): ({"data": {"username": "alice-blind", "password": "wrong-password"}, "_no_key": True}, {401}),
+        ("POST", "/token"): (
+            {"data": {"username": "alice-blind", "password": "wrong-password"}, "_no_key": True}, {401}),
         ("GET", "/oauth2/providers/{provider}/authentication"): ({}, {400, 404, 422, 500}),
         ("GET", "/oauth2/providers/{provider}/access-token"): ({}, {400, 404, 422, 500}),
         ("GET", "/jobs/{job_id}"): ({}, {403}),

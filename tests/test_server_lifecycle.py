@@ -265,10 +265,11 @@ def test_a_workspace_folder_made_0755_by_someone_else_is_made_private(tmp_path):
         assert f"Made the workspace private (others could read it): {ws} 755 -> 700" in started.stdout
         assert stat.S_IMODE(ws.stat().st_mode) == 0o700
         client = connect_ws(ws)
-        settings = rg.Settings(fields=[rg.TextField(name="text")], questions=[rg.LabelQuestion(name="ok", labels=["y", "n"])],
-                               vectors=[rg.VectorField(name="v", dimensions=2)])
+        settings = rg.Settings(fields=[rg.TextField(name="text")], vectors=[rg.VectorField(name="v", dimensions=2)],
+                               questions=[rg.LabelQuestion(name="ok", labels=["y", "n"])])
         ds = rg.Dataset(name="private", workspace="curation", settings=settings, client=client).create()
-        ds.records.log([rg.Record(id=f"p{i}", fields={"text": f"t{i}"}, vectors={"v": [1.0, float(i)]}) for i in range(3)])
+        ds.records.log([rg.Record(id=f"p{i}", fields={"text": f"t{i}"}, vectors={"v": [1.0, float(i)]})
+                        for i in range(3)])
         for name in ("argilla.db", "argilla.db-wal", "argilla.db-shm", "credentials.json", "auth_secret"):
             assert stat.S_IMODE((ws / name).stat().st_mode) == 0o600, name
         server_files = [p for p in loose(ws) if not p.startswith("shared/notes.txt")]
@@ -341,6 +342,45 @@ def test_add_user_reads_the_password_from_stdin_and_warns_about_the_flag(argilla
     assert "--password " not in cli("add-user", "--help").stdout  # no longer offered
 
 
+def test_add_user_asks_for_the_password_at_a_terminal_prompt(argilla_server):
+    """--ask-password reads from the terminal, twice, without echo (a real pseudo-terminal here)."""
+    import pty
+
+    chosen = "typed at the prompt, never echoed"
+    cmd = [sys.executable, "-m", "curation", "add-user", "tty-curator", "--workspace", str(argilla_server.workspace),
+           "--ask-password"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty
+        os.chdir(REPO)
+        os.execv(sys.executable, cmd)
+    output = b""
+
+    def read_until(marker: bytes, timeout: float = 120) -> None:
+        nonlocal output
+        deadline = time.monotonic() + timeout
+        while marker not in output:
+            assert time.monotonic() < deadline, output
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+
+    read_until(b"Password for tty-curator: ")
+    os.write(fd, chosen.encode() + b"\n")
+    read_until(b"Again: ")
+    os.write(fd, chosen.encode() + b"\n")
+    read_until(b"API key:")
+    read_until(b"\n" * 100, timeout=30)  # to the end
+    _, code = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(code) == 0, output
+    assert chosen.encode() not in output and b"(the one you chose)" in output
+    assert token(argilla_server.api_url, "tty-curator", chosen).status_code == 201
+
+
 # ---- dead children are seen, replaced, and lose no job -----------------------------------------------------
 def test_jobs_a_dead_worker_held_are_requeued_and_a_killed_redis_keeps_its_queue(tmp_path):
     """With the real embedded Redis and rq: a job the worker had started, and one it had popped without
@@ -394,8 +434,8 @@ def test_status_sees_a_dead_worker_or_redis_which_are_replaced_and_no_job_is_los
     handle = start_server(ws, port=free_port(), detach=False)
     try:
         client = handle.client()
-        settings = rg.Settings(fields=[rg.TextField(name="text")], questions=[rg.LabelQuestion(name="ok", labels=["y", "n"])],
-                               distribution=rg.TaskDistribution(min_submitted=3))
+        settings = rg.Settings(fields=[rg.TextField(name="text")], distribution=rg.TaskDistribution(min_submitted=3),
+                               questions=[rg.LabelQuestion(name="ok", labels=["y", "n"])])
         ds = rg.Dataset(name="faults", workspace="curation", settings=settings, client=client).create()
         ds.records.log([rg.Record(id=f"f{i}", fields={"text": f"t{i}"}) for i in range(4)])
         _, curator, _ = add_user(client, "fault-curator")
@@ -440,7 +480,7 @@ def test_status_sees_a_dead_worker_or_redis_which_are_replaced_and_no_job_is_los
         os.kill(state["redis_pid"], signal.SIGKILL)
         assert wait_dead([state["redis_pid"]]) == []
         assert distribution(3) == 200  # saved, and answered as saved
-        assert ds.id and httpx.get(url, headers={"X-Argilla-Api-Key": owner}).json()["distribution"]["min_submitted"] == 3
+        assert httpx.get(url, headers={"X-Argilla-Api-Key": owner}).json()["distribution"]["min_submitted"] == 3
         st = check_status(state["redis_pid"], "redis")
         assert st["restarts"]["redis"] == 1
         _until(lambda: _completed(handle.api_url, owner, ds.id) == 0, what="the job kept while Redis was down")

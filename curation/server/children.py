@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import datetime as dt
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 _PR_SET_PDEATHSIG = 1
 QUEUES = ("high", "default")  # argilla-server's rq queues, in the order the worker serves them
@@ -204,7 +203,8 @@ class Supervisor(threading.Thread):
             changed |= self._restart_redis()
             if self._stopping.is_set():
                 return
-        if self.worker.poll() is not None and self._worker_may_restart():
+        # a worker restarts once Redis answers: it cannot work without it, and its jobs must be re-queued first
+        if self.worker.poll() is not None and self._worker_may_restart() and self._redis_answers():
             changed |= self._restart_worker()
         if self.outbox.pending() and self._redis_answers():
             n = self.outbox.drain()
@@ -251,9 +251,7 @@ class Supervisor(threading.Thread):
         code = self.worker.returncode
         self._worker_deaths.append(time.monotonic())
         self.state["last_failure"] = f"{now()} worker exited (code {code})"
-        requeued = []
-        if self._redis_answers():
-            requeued = requeue_started_jobs(self.connection)
+        requeued = requeue_started_jobs(self.connection)
         log.error("supervisor: the rq worker exited (code %s); re-queued %d started job(s), restarting it",
                   code, len(requeued))
         self.worker = self.spawn_worker()

@@ -465,8 +465,8 @@ class _VectorCache:
             if entry is not None and entry[0] == key:
                 return entry[1], entry[2], entry[3]
             # loading costs what the dataset's size makes it cost, whoever asks: no search deadline
-            rows = reader.all("SELECT record_id, value FROM vectors WHERE vector_settings_id = ?", (vector_settings_id,),
-                              bounded=False)
+            rows = reader.all("SELECT record_id, value FROM vectors WHERE vector_settings_id = ?",
+                              (vector_settings_id,), bounded=False)
             if rows:
                 matrix = np.array(json.loads("[" + ",".join(r[1] for r in rows) + "]"), dtype=np.float32)
                 finite = np.isfinite(matrix).all(axis=1)  # NaN/Infinity stored by an older version: no vector
