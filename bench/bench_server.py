@@ -285,13 +285,13 @@ print(json.dumps(codes))
 def bench_limits(n_records: int = 3000, repeats: int = 5, normal_runs: int = 100, rounds: int = 5) -> dict:
     import argilla as rg
 
-    from curation.server.limits import MAX_QUERY_WORDS, SEARCHES_PER_USER, SEARCH_TIMEOUT_S
+    from curation.server import limits
+    from curation.server.limits import MAX_QUERY_WORDS
     from curation.server.users import add_user
 
     root = Path(tempfile.mkdtemp(prefix="bench-limits-"))
     out: dict = {"machine": machine(), "records": n_records,
-                 "limits": {"max_query_words": MAX_QUERY_WORDS, "searches_per_user": SEARCHES_PER_USER,
-                            "search_timeout_s": SEARCH_TIMEOUT_S},
+                 "limits": {k.lower(): v for k, v in vars(limits).items() if k.isupper() and not k.startswith("_")},
                  "targets": {"answered_or_refused_s": 1.0, "normal_p95_under_hostile_load_ratio": 2.0}}
     handle = start_server(root / "ws", port=free_port(), detach=False)
     try:
@@ -402,10 +402,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _kill_and_check_status(ws: Path, part: str) -> dict:
-    """SIGKILL the worker or Redis of the server in `ws`; then check `status` against what is true: it never calls
-    the killed process running, it names the problem while the part is down, and it is healthy again (a new
-    process, alive) once the server has replaced it."""
+def _kill_and_check_status(ws: Path, part: str, while_down=None) -> dict:
+    """SIGKILL the worker or Redis of the server in `ws` (and call `while_down()` at once, before the server can
+    replace it); then check `status` against what is true: it never calls the killed process running, it names the
+    problem while the part is down, and it is healthy again (a new process, alive) once the server replaced it."""
     from curation.server import server_status
 
     state = json.loads((ws / "run" / "server.json").read_text())
@@ -413,6 +413,7 @@ def _kill_and_check_status(ws: Path, part: str) -> dict:
     os.kill(pid, signal.SIGKILL)
     while _alive(pid):
         time.sleep(0.01)
+    during = while_down() if while_down else None
     st = server_status(ws)
     wrong = []
     if st[part]["pid"] == pid and st[part]["running"]:
@@ -427,7 +428,8 @@ def _kill_and_check_status(ws: Path, part: str) -> dict:
         wrong.append("not healthy again within 60 s")
     elif not (st[part]["pid"] != pid and _alive(st[part]["pid"])):
         wrong.append("healthy without a new live process")
-    return {"status_wrong": wrong, "recovered_s": recovered, "seen_down": not st["healthy"] or st[part]["pid"] != pid}
+    return {"status_wrong": wrong, "recovered_s": recovered, "seen_down": not st["healthy"] or st[part]["pid"] != pid,
+            **({"while_down": during} if during is not None else {})}
 
 
 def bench_faults(tries: int) -> dict:
@@ -476,7 +478,7 @@ def bench_faults(tries: int) -> dict:
             print(f"worker kill {i + 1}/{tries}: {run}")
         out["worker"] = _summary(runs)
 
-        # 2. Redis, killed at a random moment while records are logged and the distribution changes
+        # 2. Redis, killed at a random moment while records are logged; the distribution changes while it is down
         runs = []
         for i in range(tries):
             writes, stop = [], threading.Event()
@@ -486,22 +488,25 @@ def bench_faults(tries: int) -> dict:
                 with httpx.Client(timeout=60, headers=owner) as http:
                     while not stop.is_set():
                         n += 1
-                        kind, what = ("record", f"w{i}-{n}") if n % 3 else ("distribution", 1 + n // 3 % 2)
+                        rid = f"w{i}-{n}"
                         try:
-                            if kind == "record":
-                                code = http.put(f"{url}/records/bulk", json={"items": [
-                                    {"external_id": what, "fields": {"text": f"written {what}"}}]}).status_code
-                            else:
-                                code = http.patch(url, json={"distribution": {"strategy": "overlap",
-                                                                              "min_submitted": what}}).status_code
+                            code = http.put(f"{url}/records/bulk", json={"items": [
+                                {"external_id": rid, "fields": {"text": f"written {rid}"}}]}).status_code
                         except httpx.HTTPError:
                             code = None  # no answer: a failure as the client sees it
-                        writes.append((kind, what, code))
+                        writes.append(("record", rid, code))
+
+            def outage_write(i=i):
+                """A distribution change the moment Redis is dead: its job cannot be enqueued."""
+                target = 1 + i % 2
+                code = set_distribution(target)
+                writes.append(("distribution", target, code))
+                return {"code": code, "jobs_kept": len(list((ws / "run" / "pending-jobs").glob("*.job")))}
 
             thread = threading.Thread(target=writer, daemon=True)
             thread.start()
             time.sleep(rnd.uniform(0.2, 1.5))
-            run = _kill_and_check_status(ws, "redis")
+            run = _kill_and_check_status(ws, "redis", while_down=outage_write)
             time.sleep(0.5)
             stop.set()
             thread.join(60)
@@ -510,7 +515,7 @@ def bench_faults(tries: int) -> dict:
                                                     (f"w{i}-%",))}
             acked_records = {rid for kind, rid, code in writes if kind == "record" and code == 200}
             failed_records = {rid for kind, rid, code in writes if kind == "record" and code != 200}
-            distributions = [(t, code) for kind, t, code in writes if kind == "distribution"]
+            distributions = [(t, code) for kind, t, code in writes if kind == "distribution"]  # the outage write
             now = httpx.get(url, headers=owner, timeout=60).json()["distribution"]["min_submitted"]
             last_acked = next((t for t, code in reversed(distributions) if code == 200), None)
             run["writes"] = len(writes)
@@ -576,13 +581,25 @@ def _push_faults(root: Path, handle, tries: int, rnd: random.Random) -> dict:
     full = time.perf_counter() - t
     shortlist = [json.loads(line)["id"] for line in (cws / "shortlist.jsonl").read_text().splitlines() if line.strip()]
     client = handle.client()
+    owner = {"X-Argilla-Api-Key": handle.api_key}
+
+    def exists(name: str) -> bool:
+        names = [d["name"] for d in httpx.get(f"{handle.api_url}/api/v1/me/datasets", headers=owner).json()["items"]]
+        return name in names
+
     runs = []
     for i in range(tries):
         name = f"push-fault-{i}"
-        at = rnd.uniform(0.3, full)
         proc = subprocess.Popen([sys.executable, "-m", "curation", "push", "--workspace", str(cws), "--push.dataset",
                                  name], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(at)
+        t0 = time.perf_counter()
+        if i % 2:  # at any moment of the push
+            time.sleep(rnd.uniform(0.3, full))
+        else:  # once the dataset exists: while it is a draft, or while records are logged
+            while not exists(name) and proc.poll() is None:
+                time.sleep(0.05)
+            time.sleep(rnd.uniform(0.0, 1.5))
+        at = time.perf_counter() - t0
         killed = proc.poll() is None
         if killed:
             proc.send_signal(signal.SIGKILL)

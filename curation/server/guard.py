@@ -219,7 +219,7 @@ def _after(endpoint: Callable, view: Callable, before: Callable | None = None, a
 
 # ---- early refusal of searches, before authentication ------------------------------------------------------
 _SEARCH_PATH = re.compile(r"^/api/v1/(?:me/)?datasets/[^/]+/records/search$")
-MAX_SEARCH_BODY = 64 * 1024  # a search body is a query, filters and a sort: a few KB at most
+MAX_SEARCH_BODY = 1024 * 1024  # a query, filters, a sort, a query vector (16,000 floats fit): no more
 
 
 class EarlyRefusal:
@@ -246,7 +246,7 @@ class EarlyRefusal:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > MAX_SEARCH_BODY:
-                return await _answer(send, 413, f"The search request is larger than {MAX_SEARCH_BODY // 1024} KB")
+                return await _answer(send, 413, f"The search request is larger than {MAX_SEARCH_BODY // 2**20} MB")
         problem = _text_query_problem(body)
         if problem:
             return await _answer(send, 422, problem)
