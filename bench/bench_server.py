@@ -291,7 +291,8 @@ def bench_limits(n_records: int = 3000, repeats: int = 5, normal_runs: int = 100
 
     root = Path(tempfile.mkdtemp(prefix="bench-limits-"))
     out: dict = {"machine": machine(), "records": n_records,
-                 "limits": {k.lower(): v for k, v in vars(limits).items() if k.isupper() and not k.startswith("_")},
+                 "limits": {k.lower(): v for k, v in vars(limits).items()
+                            if k.isupper() and isinstance(v, (int, float))},
                  "targets": {"answered_or_refused_s": 1.0, "normal_p95_under_hostile_load_ratio": 2.0}}
     handle = start_server(root / "ws", port=free_port(), detach=False)
     try:
