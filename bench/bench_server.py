@@ -1,6 +1,6 @@
 """Benchmark the curation workspace server: speed, bounded search under hostile load, recovery from faults.
 
-    python bench/bench_server.py                 # all three suites, ~20 minutes on a 2-core machine
+    python bench/bench_server.py                 # all three suites, ~40 minutes on a 2-core machine
     python bench/bench_server.py --quick         # 1k/10k only and 3 tries per fault, for a smoke run
     python bench/bench_server.py --suite limits  # one suite (speed, limits, faults)
 
