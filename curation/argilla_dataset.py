@@ -16,6 +16,12 @@ filters exclude) becomes records of an Argilla dataset:
 Records carry the candidate's id, so pushing again updates them (Argilla's
 bulk upsert by id); curators' answers are never removed by a re-push.
 
+Argilla creates a dataset as a draft, adds its fields, questions, metadata and
+vectors one request at a time, then publishes it; a push killed in between
+leaves a draft without records. Its guidelines carry ``PUSH_MARKER`` from the
+first request on, so ``push --force`` recognises such a draft as its own,
+deletes it and creates the dataset again (and says so).
+
 pull: the submitted answers and the UI's discards → ``decisions.parquet`` (one
 decision per record, see :mod:`curation.aggregate`), ``disputed.jsonl`` (prompt,
 answer, each curator's vote, a UI link) and ``pull.json`` with the agreement per
@@ -80,6 +86,7 @@ Several curators see each record ({overlap} answers wanted): decisions are
 the majority vote, ratings are averaged, and disagreements are listed for
 review.
 """
+PUSH_MARKER = "<!-- made by curated-align: python -m curation push -->"  # in the guidelines; hidden by the UI
 
 
 # --------------------------------------------------------------------------- calls
@@ -201,6 +208,7 @@ def _settings(cfg: CurationConfig, chat: bool, dims: int | None):
     guidelines = GUIDELINES.format(budget=cfg.select.budget, lo=s.lima_min_chars, hi=s.lima_max_chars,
                                    agent=SIGNALS_AGENT, overlap=cfg.push.overlap,
                                    judge=f" and the LLM judge `{s.judge}`" if s.judge else "")
+    guidelines += f"\n{PUSH_MARKER}\n"
     metadata = [
         rg.TermsMetadataProperty(name="source", title="Source"),
         rg.TermsMetadataProperty(name="language", title="Language"),
@@ -324,7 +332,11 @@ def push(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
     if (dataset is not None and prev and prev.get("fingerprint") == fp and ws.shortlist.exists() and not force
             and prev.get("dataset_id") == str(dataset.id)):
         return {**prev, "skipped": True}
-    created = False
+    created = recovered = False
+    if dataset is not None and dataset._model.status == "draft":
+        _check_draft(dataset, cfg, ws, force)  # raises unless it is our own unfinished draft and --force
+        argilla_call(dataset.delete, "delete the unfinished draft dataset", cfg, url)
+        dataset, recovered = None, True
     if dataset is None:
         settings = _settings(cfg, chat_wanted, dims)
         dataset = rg.Dataset(name=cfg.dataset_name, workspace=ws_name, settings=settings, client=client)
@@ -352,6 +364,7 @@ def push(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
         "dataset": cfg.dataset_name, "dataset_id": str(dataset.id), "created": created, "records": len(items),
         "asked": found["asked"], "why_fewer": found["why"],
         "records_on_server": n_remote, "overlap": cfg.push.overlap, "prompt_field": "chat" if chat else "text",
+        "recovered_draft": recovered,
         "vectors": has_vectors, "ui": f"{url}/dataset/{dataset.id}/annotation-mode",
     }
     ws.write_report("push", report)
@@ -372,6 +385,19 @@ def _needs_chat(ws: Workspace, items: list[dict]) -> bool:
     return bool((n_turns[rows] != 2).any())
 
 
+def _check_draft(dataset, cfg: CurationConfig, ws: Workspace, force: bool) -> None:
+    """A draft (never published, so without records or answers) may be replaced by --force only if push made it."""
+    ours = PUSH_MARKER in (dataset.settings.guidelines or "") or (dataset.settings.guidelines or "").startswith(
+        GUIDELINES.split("\n", 1)[0])  # drafts left by versions before the marker
+    if not ours:
+        raise RuntimeError(f"Argilla dataset {cfg.dataset_name!r} is an unpublished draft that `curation push` did "
+                           "not make; finish or delete it in Argilla, or choose another name with --push.dataset")
+    if not force:
+        raise RuntimeError(f"Argilla dataset {cfg.dataset_name!r} is an unfinished draft left by an interrupted "
+                           "`curation push` (it has no records yet); run `python -m curation push --force "
+                           f"--workspace {ws.root}` to delete it and create the dataset again")
+
+
 def _check_compatible(dataset, cfg: CurationConfig) -> None:
     have = {q.name for q in dataset.settings.questions}
     fields = {f.name for f in dataset.settings.fields}
@@ -383,8 +409,10 @@ def _check_compatible(dataset, cfg: CurationConfig) -> None:
 
 def push_summary(report: dict) -> str:
     state = "up to date" if report.get("skipped") else ("created" if report["created"] else "updated")
-    lines = [f"push: {report['records']} records in Argilla dataset {report['dataset']!r} "
-             f"(workspace {report['argilla_workspace']}, {state}; {report['records_on_server']} on the server, "
+    lines = [("push: found the unfinished draft of an interrupted push (no records): deleted it and created "
+              "the dataset again")] if report.get("recovered_draft") else []
+    lines += [f"push: {report['records']} records in Argilla dataset {report['dataset']!r} "
+              f"(workspace {report['argilla_workspace']}, {state}; {report['records_on_server']} on the server, "
              f"{report['overlap']} answers wanted per record)"]
     if report.get("why_fewer"):
         lines.append(f"  {report['records']} of the {report['asked']} asked for (push.shortlist_factor x "

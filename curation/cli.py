@@ -11,6 +11,7 @@ idempotent: it skips when its inputs have not changed, and writes its outputs at
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -42,7 +43,10 @@ def add_server_commands(subparsers) -> None:
                    help="uvicorn log level (default warning)")
     p.set_defaults(func=cmd_serve)
 
-    p = subparsers.add_parser("status", help="is the workspace's server running, and where")
+    p = subparsers.add_parser("status", help="is the workspace's server running, where, and does each part work",
+                              description="Check the workspace's server: its HTTP API, its background worker and its "
+                                          "Redis. Exit code 0: running and healthy; 1: running, but a part does "
+                                          "not work; 3: not running.")
     _workspace_arg(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=cmd_status)
@@ -53,15 +57,21 @@ def add_server_commands(subparsers) -> None:
     p.set_defaults(func=cmd_stop)
 
     p = subparsers.add_parser("add-user", help="add a curator (annotator) to an Argilla workspace",
-                              description="Create a user with a random password and add it to an Argilla "
-                                          "workspace. Uses the owner credentials of --workspace, or "
-                                          "ARGILLA_API_URL/ARGILLA_API_KEY for a standard deployment.")
+                              description="Create a user with a random password (printed once) and add it to an "
+                                          "Argilla workspace. Uses the owner credentials of --workspace, or "
+                                          "ARGILLA_API_URL/ARGILLA_API_KEY for a standard deployment. To choose the "
+                                          "password, type it at a prompt (--ask-password) or pipe it in "
+                                          "(--password-stdin): a password on the command line is visible to every "
+                                          "user of the machine in `ps`.")
     p.add_argument("username")
     _workspace_arg(p)
     p.add_argument("--argilla-workspace", default=None,
                    help="Argilla workspace to join (default: curation; created if missing)")
     p.add_argument("--role", default="annotator", choices=["annotator", "admin"], help="default annotator")
-    p.add_argument("--password", default=None, help="password (default: random, printed once)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--ask-password", action="store_true", help="type the password at a prompt (not echoed)")
+    how.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    how.add_argument("--password", default=None, help=argparse.SUPPRESS)  # deprecated: visible in `ps`
     p.set_defaults(func=cmd_add_user)
 
 
@@ -79,6 +89,8 @@ def cmd_serve(args) -> int:
         from curation.server.app import _banner
         from curation.server.workspace import Workspace
 
+        if handle.made_private:
+            print(handle.made_private)
         print(_banner(Workspace(handle.workspace), handle.api_url, args.host, handle.credentials, handle.first_start))
         print(f"Running in the background (pid {handle.pid}); log: {Workspace(handle.workspace).log_path}")
         print(f"Stop it with: python -m curation stop --workspace {handle.workspace}")
@@ -103,13 +115,25 @@ def cmd_status(args) -> int:
     st = server_status(args.workspace)
     if args.json:
         print(json.dumps(st, indent=2))
-    elif st["running"]:
-        health = "healthy" if st["healthy"] else "NOT answering"
-        print(f"running at {st['api_url']} (pid {st['pid']}, since {st['started_at']}, {health}); "
-              f"workspace {st['workspace']}")
-    else:
+    elif not st["running"]:
         print(f"not running; workspace {st['workspace']}")
-    return 0 if st["running"] else 3
+    else:
+        print(f"running at {st['api_url']} (pid {st['pid']}, since {st['started_at']}); workspace {st['workspace']}")
+        if st["healthy"]:
+            jobs = st["jobs"]
+            print(f"  healthy: API answers, worker pid {st['worker']['pid']}, Redis pid {st['redis']['pid']}; "
+                  f"jobs: {jobs['queued']} queued, {jobs['running']} running, {jobs['failed']} failed")
+        else:
+            print("  NOT healthy: " + "; ".join(st["problems"]))
+        restarts = st["restarts"]
+        if restarts["worker"] or restarts["redis"]:
+            print(f"  restarted: worker {restarts['worker']}x, Redis {restarts['redis']}x, "
+                  f"{restarts['requeued_jobs']} job(s) re-queued; last failure: {restarts['last_failure']}")
+        if st["jobs"] and st["jobs"]["waiting_for_redis"]:
+            print(f"  {st['jobs']['waiting_for_redis']} job(s) wait for Redis in {st['workspace']}/run/pending-jobs")
+    if not st["running"]:
+        return 3
+    return 0 if st["healthy"] else 1
 
 
 def cmd_stop(args) -> int:
@@ -123,25 +147,48 @@ def cmd_stop(args) -> int:
     return 0
 
 
+def _chosen_password(args) -> str | None:
+    """The password the user chose (prompt, stdin, or the deprecated --password), None for a random one."""
+    if args.password is not None:
+        print("warning: --password puts the password on the command line, where every user of this machine can "
+              "read it (`ps`); use --ask-password or --password-stdin. --password will be removed.", file=sys.stderr)
+        return args.password
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise ValueError("--password-stdin: stdin held no password (an empty first line)")
+        return password
+    if args.ask_password:
+        password = getpass.getpass(f"Password for {args.username}: ")
+        if password != getpass.getpass("Again: "):
+            raise ValueError("the two passwords differ")
+        return password
+    return None
+
+
 def cmd_add_user(args) -> int:
     from contract.argilla import connect
     from curation.server.users import add_user
     from curation.server.workspace import DEFAULT_ARGILLA_WORKSPACE
 
     try:
+        chosen = _chosen_password(args)
         client = connect(args.workspace)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            user, api_key, password = add_user(client, args.username, role=args.role, password=args.password,
+            user, api_key, password = add_user(client, args.username, role=args.role, password=chosen,
                                                workspace=args.argilla_workspace or DEFAULT_ARGILLA_WORKSPACE)
     except (ConnectionError, PermissionError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, EOFError):
+        print("\nno user added", file=sys.stderr)
         return 1
     print(f"Added {args.role} {user.username!r} to workspace {args.argilla_workspace or DEFAULT_ARGILLA_WORKSPACE!r} "
           f"on {client.api_url}. Give them (shown once):")
     print(f"  sign in at: {client.api_url}")
     print(f"  username:   {user.username}")
-    print(f"  password:   {password}")
+    print(f"  password:   {password if chosen is None else '(the one you chose)'}")
     print(f"  API key:    {api_key}")
     return 0
 

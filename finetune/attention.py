@@ -72,7 +72,6 @@ def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0,
 def nested_sdpa(query, key, value, cu, max_len: int, dropout: float, scaling):
     """Causal attention of every example of a packed row in one varlen kernel call: sdpa on nested jagged tensors
     whose offsets are ``cu`` (the row's example boundaries). (1, heads, T, d) in, (1, T, heads, d) out."""
-    import torch
     import torch.nn.functional as F
     from transformers.integrations.sdpa_attention import repeat_kv
 

@@ -312,6 +312,46 @@ def _answer(server, username: str, server_ids: dict, plan: dict, status: str = "
                                                   user_response=UserResponse(responses, client=client)._model)
 
 
+def test_push_force_recovers_the_draft_an_interrupted_push_left(ws_copy, argilla_server):
+    """Argilla creates a dataset as a draft and publishes it after its fields, questions, metadata and vectors: a push
+    killed in between leaves a draft (the state below, made with the same requests). A later push says what it is;
+    --force deletes it and creates the dataset, and says so. A draft push did not make is never touched."""
+    import httpx
+
+    from curation.argilla_dataset import PUSH_MARKER
+
+    env = _argilla_env(argilla_server)
+    h = {"X-Argilla-Api-Key": argilla_server.api_key}
+    workspace_id = str(argilla_server.client().workspaces(argilla_server.workspace_name).id)
+
+    def draft(name: str, guidelines: str) -> str:
+        r = httpx.post(f"{argilla_server.api_url}/api/v1/datasets", headers=h,
+                       json={"name": name, "workspace_id": workspace_id, "guidelines": guidelines})
+        assert r.status_code == 201, r.text
+        r = httpx.post(f"{argilla_server.api_url}/api/v1/datasets/{r.json()['id']}/fields", headers=h,
+                       json={"name": "prompt", "title": "Prompt", "settings": {"type": "text"}})
+        assert r.status_code == 201, r.text
+        return name
+
+    common = ("--workspace", ws_copy, "--budget", 4)
+    name = draft("curation-test-draft", f"# Curating a LIMA-style set\n\n...\n{PUSH_MARKER}\n")
+    rc, out, err = cli("push", *common, "--push.dataset", name, env=env)
+    assert rc == 1 and "is an unfinished draft left by an interrupted `curation push`" in err and "--force" in err
+    assert "was not made by" not in err
+    out = ok("push", *common, "--push.dataset", name, "--force", env=env)
+    assert "found the unfinished draft of an interrupted push (no records): deleted it and created the dataset again" \
+        in out and "12 records" in out and "created" in out
+    ds = argilla_server.client().datasets(name=name, workspace=argilla_server.workspace_name)
+    assert ds._model.status == "ready" and PUSH_MARKER in ds.settings.guidelines
+    assert sum(1 for _ in ds.records(with_responses=False, with_suggestions=False)) == 12
+    assert "found the unfinished draft" not in ok("push", *common, "--push.dataset", name, "--force", env=env)
+
+    other = draft("someone-elses-draft", "Our own dataset, being set up by hand")
+    rc, out, err = cli("push", *common, "--push.dataset", other, "--force", env=env)
+    assert rc == 1 and "unpublished draft that `curation push` did not make" in err
+    assert argilla_server.client().datasets(name=other, workspace=argilla_server.workspace_name) is not None
+
+
 def test_curators_in_the_loop(ws_copy, argilla_server, tmp_path):
     env = _argilla_env(argilla_server)
     dataset = "curation-test-loop"

@@ -7,7 +7,6 @@ keep the suite fast on two cores).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from test_curation_pipeline import POOL, cli, ok, read_jsonl, tree_digest
+from test_curation_pipeline import POOL, cli, ok, read_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 NO_EMBED = ("--score.embed", "false")
