@@ -127,15 +127,15 @@ def import_outputs(cfg: GenerateConfig, prompts, out: Path) -> Path:
 
 def _load(cfg: GenerateConfig):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from contract.models import compute_dtype, run_compute_dtype
+    from contract.models import compute_dtype, load_for_inference, resolve_model, run_compute_dtype
 
     adapter = resolve_adapter(cfg.adapter)
     tok_src = cfg.tokenizer or (adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else "")
     if not tok_src and adapter and (Path(adapter).parent / "tokenizer_config.json").is_file():
         tok_src = str(Path(adapter).parent)
-    tok_src = tok_src or cfg.model
+    tok_src = tok_src or resolve_model(cfg.model)  # a Hub id, a folder, a .gguf file or a built-in name
     tokenizer = AutoTokenizer.from_pretrained(tok_src)
     if tokenizer.chat_template is None:
         raise ValueError(
@@ -151,12 +151,8 @@ def _load(cfg: GenerateConfig):
         device = cfg.device
     # the dtype the adapter was trained in (its run folder records it), else the project's one rule
     dtype = (run_compute_dtype(adapter) if adapter else None) or compute_dtype("auto", device)
-    model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype)
-    if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter)
-    model.to(device).eval()
+    # an adapter is merged into the base as its training saw it (a QLoRA run's: NF4, dequantized)
+    model = load_for_inference(cfg.model, adapter or None, dtype=dtype, device=device)
     return model, tokenizer, adapter, tok_src, device
 
 
