@@ -487,14 +487,20 @@ def run_settings(adapter_dir: str | os.PathLike) -> dict:
     return {}
 
 
-def load_for_inference(name: str, adapter: str | os.PathLike | None = None, *, dtype, device: str = "cpu"):
+def load_for_inference(name: str, adapter: str | os.PathLike | None = None, *, dtype, device: str = "cpu",
+                       quantization: str = "none"):
     """The model generation and a local judge run: ``--model name`` in ``dtype`` on ``device``, with the
     adapter (if any) merged into the weights it was trained on.
 
     A QLoRA adapter learned its update against the 4-bit NF4 base, so the base is quantized the same way
     (NF4, the run's double quantization), dequantized to ``dtype``, and the adapter merged into it: the
-    model computes what training computed, and runs as fast as the base (no adapter matmuls per token)."""
+    model computes what training computed, and runs as fast as the base (no adapter matmuls per token).
+    ``quantization="nf4"`` loads a base without an adapter that way too (double quantization, the finetune
+    default): the very starting point of a QLoRA run, to compare its adapter against."""
+    if quantization not in ("none", "nf4"):
+        raise ValueError(f"quantization must be none or nf4, not {quantization!r}")
     settings = run_settings(adapter) if adapter else {}
+    settings = settings or {"quantization": quantization, "double_quant": True}
     nf4 = settings.get("quantization") == "nf4"
     if nf4 and not (device == "cpu" or device.startswith("cuda")):
         log.warning("%s: NF4 needs a CPU or CUDA device; loading the base unquantized on %s (the weights differ "
@@ -507,11 +513,16 @@ def load_for_inference(name: str, adapter: str | os.PathLike | None = None, *, d
                                  bnb_4bit_use_double_quant=settings["double_quant"])
         model = load_causal_lm(name, dtype=dtype, quantization_config=bnb,
                                device_map={"": 0 if device == "cuda" else device})
-        model = model.dequantize(dtype=dtype)
+        with _quiet_transformers():  # "the modules are dequantized in …": what we asked for
+            model = model.dequantize(dtype=dtype)
     else:
         model = load_causal_lm(name, dtype=dtype)
     if adapter:
+        import warnings
+
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        with warnings.catch_warnings():  # peft reads a property transformers has deprecated
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     return model.to(device=device, dtype=dtype).eval()

@@ -152,7 +152,7 @@ def _load(cfg: GenerateConfig):
     # the dtype the adapter was trained in (its run folder records it), else the project's one rule
     dtype = (run_compute_dtype(adapter) if adapter else None) or compute_dtype("auto", device)
     # an adapter is merged into the base as its training saw it (a QLoRA run's: NF4, dequantized)
-    model = load_for_inference(cfg.model, adapter or None, dtype=dtype, device=device)
+    model = load_for_inference(cfg.model, adapter or None, dtype=dtype, device=device, quantization=cfg.quantization)
     return model, tokenizer, adapter, tok_src, device
 
 
@@ -212,15 +212,18 @@ def generate(cfg: GenerateConfig, prompts, out: Path) -> Path:
         for row in read_records(out):
             done[row["id"]] = row
     adapter = resolve_adapter(cfg.adapter)
-    clash = [r["id"] for r in done.values() if (r.get("model"), r.get("adapter") or "") != (cfg.model, adapter)]
+    clash = [r["id"] for r in done.values() if (r.get("model"), r.get("adapter") or "") != (cfg.model, adapter)
+             or (r.get("config") or {}).get("quantization", "none") != cfg.quantization]
     if clash:
-        raise ValueError(f"{out} already holds answers from another model/adapter (e.g. {clash[0]}); "
+        raise ValueError(f"{out} already holds answers from another model/adapter/quantization (e.g. {clash[0]}); "
                          "use another --out, or delete it to start over")
     model, tokenizer, adapter, tok_src, device = _load(cfg)
     gen_cfg = {k: v for k, v in dataclasses.asdict(cfg).items()
-               if k in ("batch_size", "max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed", "system_prompt")}
+               if k in ("batch_size", "max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed", "system_prompt",
+                        "quantization")}
     template_sha = hashlib.sha256((tokenizer.chat_template or "").encode()).hexdigest()[:16]
-    gen_cfg.update(tokenizer=tok_src, chat_template_sha256=template_sha, device=device)
+    gen_cfg.update(tokenizer=tok_src, chat_template_sha256=template_sha, device=device,
+                   parameters=int(sum(p.numel() for p in model.parameters())))
     training = training_provenance(adapter)
     if training:
         gen_cfg["training"] = training
@@ -253,7 +256,23 @@ def generate(cfg: GenerateConfig, prompts, out: Path) -> Path:
     write_jsonl(out, sorted(done.values(), key=lambda r: order.get(r["id"], len(order))))
     took = time.perf_counter() - started
     print(f"{len(pending)} new answers in {took:.1f}s ({len(done)} in {out})", file=sys.stderr)
+    for line in flag_answers(list(done.values())):
+        print(line, file=sys.stderr)
     return out
+
+
+def flag_answers(rows: list[dict]) -> list[str]:
+    """Warnings for answers that are empty or stopped at --max-new-tokens (cut short), naming the first ids."""
+    lines = []
+    empty = [r["id"] for r in rows if not (r.get("output") or "").strip()]
+    cut = [r["id"] for r in rows if (r.get("config") or {}).get("hit_max_new_tokens")]
+    if empty:
+        lines.append(f"warning: {len(empty)} of {len(rows)} answers are empty (e.g. {', '.join(empty[:5])})")
+    if cut:
+        limit = (rows[0].get("config") or {}).get("max_new_tokens")
+        lines.append(f"warning: {len(cut)} of {len(rows)} answers stopped at --max-new-tokens {limit} and are cut "
+                     f"short (e.g. {', '.join(cut[:5])}); raise it for complete answers")
+    return lines
 
 
 def load_references(path: str) -> dict[str, str]:
@@ -273,4 +292,4 @@ def load_references(path: str) -> dict[str, str]:
     return refs
 
 
-__all__ = ["main", "generate", "import_outputs", "load_references", "resolve_adapter"]
+__all__ = ["main", "generate", "flag_answers", "import_outputs", "load_references", "resolve_adapter"]

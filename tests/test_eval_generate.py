@@ -120,3 +120,21 @@ def test_adapter_run_folder_and_its_provenance(tiny_model_dir, prompts_file, tmp
     assert row["config"]["tokenizer"] == str(run_dir)  # the chat template as trained
     training = row["config"]["training"]
     assert training["data_manifest_sha256"] == "m" * 64 and training["train_data_sha256"] == "d" * 64
+
+
+def test_empty_and_cut_answers_are_flagged(tiny_model_dir, prompts_file, tmp_path, capsys):
+    from eval.generate import flag_answers
+
+    rows = [{"id": "e", "output": "  ", "config": {"max_new_tokens": 8, "hit_max_new_tokens": False}},
+            {"id": "c", "output": "cut", "config": {"max_new_tokens": 8, "hit_max_new_tokens": True}},
+            {"id": "ok", "output": "fine.", "config": {"max_new_tokens": 8, "hit_max_new_tokens": False}}]
+    lines = flag_answers(rows)
+    assert lines == ["warning: 1 of 3 answers are empty (e.g. e)",
+                     "warning: 1 of 3 answers stopped at --max-new-tokens 8 and are cut short (e.g. c); raise it for "
+                     "complete answers"]
+    assert flag_answers(rows[2:]) == []
+    # the command prints them: the tiny random model never emits its end-of-turn token within 4 tokens
+    main(GenerateConfig(prompts=str(prompts_file), out=str(tmp_path / "g.jsonl"), model=str(tiny_model_dir),
+                        max_new_tokens=4, progress=False, limit=3))
+    err = capsys.readouterr().err
+    assert "answers stopped at --max-new-tokens 4 and are cut short" in err
