@@ -108,7 +108,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "generate.json"))
     args = p.parse_args(argv)
 
-    from contract.models import configure_threads, describe_model, load_tokenizer
+    from transformers import AutoTokenizer
+
+    from contract.models import configure_threads, describe_model
 
     threads = configure_threads()
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
@@ -117,7 +119,7 @@ def main(argv=None) -> int:
     load_seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = make_run(args.model, Path(tmp) / "run")
-        tokenizer = load_tokenizer(str(run_dir))
+        tokenizer = AutoTokenizer.from_pretrained(run_dir)
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token

@@ -33,6 +33,7 @@ import dataclasses
 import json
 import logging
 import os
+import resource
 import shlex
 import shutil
 import subprocess
@@ -54,12 +55,12 @@ class Plan:
     CPU-second; the constrained judge reads three ~500-token sequences per order)."""
 
     budget: int = 100  # examples selected and exported (LIMA used 1,000; the sample pool holds ~300)
-    max_steps: int = 24  # QLoRA optimizer steps: ~half an epoch of the selection, enough to move the answers
+    max_steps: int = 20  # QLoRA optimizer steps: ~40 examples, enough to move the dev loss and the answers
     batch_size: int = 2  # sequences per step
     max_length: int = 384  # tokens per training sequence (the median example has ~360)
-    prompts: int = 0  # eval prompts answered by both systems (0: all 36, six categories)
-    max_new_tokens: int = 160  # longest answer; answers that reach it are flagged as cut short
-    judge_pairs: int = 12  # pairs judged, both orders (0: all)
+    prompts: int = 24  # eval prompts answered by both systems, spread over the six categories (0: all 36)
+    max_new_tokens: int = 128  # longest answer; answers that reach it are flagged as cut short
+    judge_pairs: int = 8  # pairs judged, both orders (0: all)
 
 
 QUICK = Plan(budget=40, max_steps=6, batch_size=2, max_length=256, prompts=6, max_new_tokens=48, judge_pairs=4)
@@ -69,13 +70,20 @@ def banner(step: str, text: str) -> None:
     print(f"\n\033[1m== {step}. {text}\033[0m", flush=True)
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of the commands it ran: unlike wall time, not inflated by other work
+    on a shared machine (with one thread per stage, a quiet machine's wall time is about this)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def run(cmd: list[str], *, env: dict | None = None) -> None:
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-    started = time.monotonic()
+    started, cpu = time.monotonic(), cpu_seconds()
     proc = subprocess.run(cmd, cwd=REPO, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"demo: the step above failed with exit code {proc.returncode}")
-    print(f"   ({time.monotonic() - started:.1f} s)", flush=True)
+    print(f"   ({time.monotonic() - started:.1f} s, {cpu_seconds() - cpu:.1f} CPU-s)", flush=True)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -91,7 +99,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--recipe", default=RECIPE, help=f"finetune recipe (default: {RECIPE})")
     p.add_argument("--budget", type=int, help=f"examples to select and train on (default {d.budget})")
     p.add_argument("--max-steps", type=int, help=f"QLoRA steps (default {d.max_steps})")
-    p.add_argument("--prompts", type=int, help="eval prompts to answer (default: all)")
+    p.add_argument("--prompts", type=int, help=f"eval prompts to answer, spread over the categories (default "
+                                               f"{d.prompts}; 0: all)")
     p.add_argument("--max-new-tokens", type=int, help=f"longest answer in tokens (default {d.max_new_tokens})")
     p.add_argument("--judge-pairs", type=int, help=f"pairs to judge, 0 for all (default {d.judge_pairs})")
     p.add_argument("--threads", default="auto",
@@ -106,8 +115,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--keep-server", action=argparse.BooleanOptionalAction, default=None,
                    help="leave the Argilla workspace running at the end (default: yes on a terminal, no otherwise)")
     p.add_argument("--quick", action="store_true",
-                   help="a few minutes: 40 examples, 6 steps, 6 prompts, 48-token answers, 4 judged pairs "
-                        "(the end-to-end test)")
+                   help="a few minutes: 40 examples, 6 steps of <= 256 tokens, 6 prompts, 48-token answers, 4 judged "
+                        "pairs (the end-to-end test)")
     return p.parse_args(argv)
 
 
@@ -183,6 +192,20 @@ def finetune(model: str, recipe: str, data: Path, run_dir: Path, plan: Plan, env
     return run_dir
 
 
+def pick_prompts(source: str, n: int, out: Path) -> Path:
+    """The first ``n`` prompts taken in turn from each category (all when ``n`` is 0), so that a subset (and the
+    judged pairs, the first of them) covers every category."""
+    rows = [json.loads(x) for x in (REPO / source).read_text(encoding="utf-8").splitlines() if x.strip()]
+    by_cat: dict[str, list] = {}
+    for r in rows:
+        by_cat.setdefault(r.get("category") or "general", []).append(r)
+    order = [r for i in range(max(map(len, by_cat.values()))) for cat in by_cat.values() if i < len(cat)
+             for r in [cat[i]]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in order[: n or None]), encoding="utf-8")
+    return out
+
+
 def generate(model: str, prompts: str, out: Path, plan: Plan, env: dict, *, adapter: Path | None = None,
              tokenizer: Path | None = None, quantization: str = "none", generator: str = "") -> Path:
     """Step 7, one system: answers to the eval prompts (greedy, the chat template the run trained with)."""
@@ -191,7 +214,6 @@ def generate(model: str, prompts: str, out: Path, plan: Plan, env: dict, *, adap
            "--quantization", quantization]
     cmd += ["--adapter", str(adapter)] if adapter else []
     cmd += ["--tokenizer", str(tokenizer)] if tokenizer else []
-    cmd += ["--limit", str(plan.prompts)] if plan.prompts else []
     cmd += ["--generator", generator] if generator else []
     run(cmd, env=env)
     return out
@@ -255,14 +277,16 @@ def main(argv=None) -> int:
     os.environ["CURATED_ALIGN_THREADS"] = str(threads)
     keep_server = sys.stdin.isatty() if args.keep_server is None else args.keep_server
 
+    cpu_start = cpu_seconds()
     banner(0, f"The model: {args.model}")
     model = prepare_model(args.model)
     print(f"model:   {model['about']}\n         loaded from {model['path']}")
     print(f"judge:   {'an OpenAI-compatible endpoint, ' + args.judge_model if args.judge_base_url else 'the same model, locally (noise at this size)'}")
     print(f"threads: {threads} ({why}; CURATED_ALIGN_THREADS)")
     print(f"plan:    {plan.budget} curated examples; {plan.max_steps} QLoRA steps of {plan.batch_size} sequences of "
-          f"<= {plan.max_length} tokens (recipe {args.recipe}); {plan.prompts or 'all'} eval prompts, answers "
-          f"<= {plan.max_new_tokens} tokens; {plan.judge_pairs or 'all'} pairs judged in both orders.\n"
+          f"<= {plan.max_length} tokens (recipe {args.recipe}); {plan.prompts or 'all'} eval prompts over the six "
+          f"categories, answers <= {plan.max_new_tokens} tokens; {plan.judge_pairs or 'all'} pairs judged in both "
+          "orders.\n"
           f"         Sized for about 15 minutes on a 2-core CPU ({'--quick' if args.quick else 'defaults'}; "
           "each has a flag, see --help).")
 
@@ -274,12 +298,12 @@ def main(argv=None) -> int:
     banner(7, "Generate answers from the fine-tuned model and from the base it started from (the reference)")
     gen_dir = out / "eval"
     shutil.rmtree(gen_dir, ignore_errors=True)  # generation resumes into existing files: after a new run they are stale
-    candidate = generate(args.model, args.eval_prompts, gen_dir / "generations-finetuned.jsonl", plan, env,
-                         adapter=run_dir)
+    prompts = str(pick_prompts(args.eval_prompts, plan.prompts, gen_dir / "prompts.jsonl"))
+    candidate = generate(args.model, prompts, gen_dir / "generations-finetuned.jsonl", plan, env, adapter=run_dir)
     # the base as QLoRA saw it (NF4, dequantized), prompted with the chat template the run trained with: what
     # differs between the two is the adapter's doing
     base_name = f"{Path(args.model.rstrip('/')).name}-nf4"
-    reference = generate(args.model, args.eval_prompts, gen_dir / "generations-base.jsonl", plan, env,
+    reference = generate(args.model, prompts, gen_dir / "generations-base.jsonl", plan, env,
                          tokenizer=run_dir, quantization="nf4", generator=base_name)
     answers = compare_answers(candidate, reference)
     n = answers["answers"]
@@ -296,8 +320,10 @@ def main(argv=None) -> int:
                         f"LIMA demo: QLoRA on {args.model} vs its base", env)
 
     prov = json.loads((run_dir / "provenance.json").read_text(encoding="utf-8"))
-    elapsed = time.monotonic() - started
-    print(f"\n\033[1mDone in {elapsed / 60:.1f} min.\033[0m Everything is under {out}:")
+    elapsed, cpu = time.monotonic() - started, cpu_seconds() - cpu_start
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    print(f"\n\033[1mDone in {elapsed / 60:.1f} min\033[0m ({cpu / 60:.1f} CPU-min; load average now {load:.1f}). "
+          f"Everything is under {out}:")
     creds = workspace / "credentials.json"
     print(f"  curation workspace  {workspace}  (owner credentials: {creds})")
     print(f"  curated dataset     {data.parent}  (train.jsonl, manifest.json, README.md)")
@@ -314,7 +340,8 @@ def main(argv=None) -> int:
     if not args.judge_base_url:
         print(f"\nThe model is real ({model['about']}), but the judge was the same small model: its verdicts are "
               "noise, so the report's win rates are not a result. Give --judge-base-url for one that is.")
-    summary = {"seconds": round(elapsed, 1), "model": model, "judge": args.judge_model if args.judge_base_url
+    summary = {"seconds": round(elapsed, 1), "cpu_seconds": round(cpu, 1), "load_average_end": round(load, 2),
+               "model": model, "judge": args.judge_model if args.judge_base_url
                else f"local:{args.model}", "threads": threads, "plan": dataclasses.asdict(plan), "answers": answers,
                "dev_loss": {"step_0": prov.get("first_dev_loss"), "last": prov.get("last_dev_loss"),
                             "steps": prov.get("global_step")},

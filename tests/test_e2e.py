@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# the first test sets up the module's one demo run (and, if no test did before, the model conversion)
+pytestmark = pytest.mark.timeout(2700)
 
 
 def _free_port() -> int:
@@ -34,7 +36,7 @@ def demo_run(tmp_path_factory, smollm2_dir):  # smollm2_dir: the session's model
         env.pop(key, None)
     cmd = [sys.executable, "scripts/demo.py", "--quick", "--out", str(out), "--budget", "40",
            "--port", str(_free_port()), "--no-keep-server"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=2400)
     log = proc.stdout + proc.stderr
     (out / "demo.log").write_text(log, encoding="utf-8")
     assert proc.returncode == 0, f"demo failed (exit {proc.returncode}); end of its output:\n{log[-6000:]}"
