@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run every benchmark in bench/ one after another (`make bench`).
 
-    .venv/bin/python bench/run_all.py [--only server,curation,finetune,eval] [--quick]
+    .venv/bin/python bench/run_all.py [--only server,curation,finetune,eval,generate] [--quick]
 
 Each benchmark measures its baseline in the same run and writes its figures to
 bench/results/<name>.json; bench/README.md says what each one measures and the
@@ -23,12 +23,13 @@ QUICK_ARGS = {
     "curation": ["--sizes", "10000"],
     "finetune": ["--quick"],
     "eval": ["--pairs", "40"],
+    "generate": ["--tokens", "16", "--rounds", "1"],
 }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="server,curation,finetune,eval", help="comma-separated benchmarks")
+    parser.add_argument("--only", default="server,curation,finetune,eval,generate", help="comma-separated benchmarks")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     args = parser.parse_args(argv)
     failed = []
