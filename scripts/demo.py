@@ -247,8 +247,10 @@ def judge(args, model: str, candidate: Path, reference: Path, out: Path, plan: P
               "      Give --judge-base-url and --judge-model for verdicts that mean something.")
         how = ["--backend", "local", "--model", model]
     limit = ["--limit", str(plan.judge_pairs)] if plan.judge_pairs else []
+    # the demo's own judgment cache (beside its outputs): a re-run reuses it, other runs and versions never touch it
+    cache = ["--cache-dir", str(out.parent.parent / "cache" / "judge")]
     run([PY, "-m", "eval", "judge", "--judge", "lima-three-way", *how, "--a", str(candidate), "--b", str(reference),
-         "--out", str(out), *limit], env=env)
+         "--out", str(out), *limit, *cache], env=env)
     return out
 
 

@@ -123,7 +123,8 @@ def test_adapter_trained_and_report_written(demo_run):
     cand = (out / "eval" / "generations-finetuned.jsonl").read_text().splitlines()
     ref = (out / "eval" / "generations-base.jsonl").read_text().splitlines()
     assert len(cand) == len(ref) == 6
-    judgments = (out / "eval" / "judgments.jsonl").read_text().splitlines()
+    judgments = [json.loads(x) for x in (out / "eval" / "judgments.jsonl").read_text().splitlines()]
     assert len(judgments) == 4  # --quick judges four pairs
+    assert all(j["verdict"] and not j["error"] for j in judgments), [j["error"] for j in judgments]
     html = (out / "report" / "report.html").read_text(encoding="utf-8")
     assert "data:image/png;base64," in html  # the chart is embedded
