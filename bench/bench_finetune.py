@@ -1,47 +1,58 @@
-"""Benchmark of finetune: trained tokens per second, peak memory, padding waste, 4-bit weight size.
+"""Benchmark of finetune against TRL: trained tokens per second, peak memory, padding waste, MFU; the loss path's
+memory; the padding-free attention paths; 4-bit weight size.
 
-    python bench/bench_finetune.py [--examples 48] [--batch-size 8] [--epochs 1] [--hidden 256] [--layers 8]
+    python bench/bench_finetune.py                        # CPU, the tiny shape: bench/results/finetune.json
+    python bench/bench_finetune.py --device cuda          # GPU, the three real shapes: bench/results/finetune-gpu.json
+    python bench/bench_finetune.py --device cuda --shape llama8b --steps 12
 
-The same tiny random Llama (built locally), the same LIMA-shaped data (a long tail of answer
-lengths) and the same batch size go through three arms, each in a fresh process of this script:
+A random-init model of the chosen shape is built locally (no Hub): ``tiny`` (8 layers, hidden 256, vocab 1,024:
+5.2 M parameters, finetune/tiny.py), or the real shapes ``qwen0.5b`` (Qwen2.5-0.5B: 24 layers, hidden 896, vocab
+151,936, tied), ``llama1b`` (Llama-3.2-1B: 16 layers, hidden 2,048, vocab 128,256, tied) and ``llama8b``
+(Llama-3.1-8B: 32 layers, hidden 4,096, vocab 128,256), with a BPE tokenizer trained on the pydoc text. The same
+LIMA-shaped data (short prompts, log-normal answer lengths) and batch size go through these arms, each in a fresh
+process of this script, all with the same NF4 quantization config and the same LoRA config:
 
-- ``finetune``: ``python -m finetune``'s ``run()`` with the tiny-cpu recipe (QLoRA, padding-free batches,
-  loss on the answers).
-- ``trl_default``: a plain TRL ``SFTTrainer`` with default ``SFTConfig`` settings (only the output folder,
-  batch size, epochs and reporting set), given the same 4-bit quantization config and the same LoRA
-  config, so both arms train the same QLoRA model.
-  TRL's default ``bf16=True`` refuses to start on a CPU unless ``use_cpu=True`` (its error message says
-  so), which is the one setting added. TRL also casts QLoRA adapter weights to bf16 (always).
-- ``trl_no_autocast``: the same with ``bf16=False`` instead of ``use_cpu=True``: no bf16 autocast (bf16
-  matmuls are slow on CPUs without native bf16, like this one), so the gap left is mostly padding
-  and TRL's bf16 adapters.
-- ``finetune_padded``: our run with ``batching: padded``, to show what padding-free batching alone buys.
+- ``finetune``: ``python -m finetune``'s ``run()`` (padding-free batches, the chunked or fused loss, varlen attention);
+- ``finetune_padded``: the same with ``batching: padded``;
+- ``trl_default``: TRL ``SFTTrainer`` with default ``SFTConfig`` settings (only the output folder, batch size, steps,
+  max_length and reporting set). On a CPU its default ``bf16=True`` refuses to start unless ``use_cpu=True`` (its
+  error says so), which is added;
+- ``trl_same_dtype`` (CPU, where our compute dtype is not bf16): TRL defaults with ``bf16=False``, so both arms
+  compute in the same dtype;
+- ``trl_best``: TRL at its best settings available on the machine: ``padding_free=True`` (its collator then passes
+  the sequence boundaries, like ours), flash-attention 2 where the flash-attn package is installed, liger-kernel's
+  layer kernels (``use_liger_kernel``) where liger-kernel is installed, the same dtype as ours.
 
-Measured per arm: trained tokens = non-padding tokens of every batch of the epochs (counted by walking
-the arm's own train dataloader once before training); throughput = trained tokens per CPU-second of the
-training loop (``time.process_time``), with torch on one thread, so that other jobs on a shared machine
-disturb it little (tokens per wall-clock second are recorded too); every arm runs ``--rounds`` times in
-a rotated order and its best run counts;
-padding waste = padded positions / all positions of those batches; peak memory = the process's
-peak resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, so model loading counts), and
-the training loop's own peak RSS above the RSS at its start (sampled every 5 ms with psutil). Every
-arm imports the same libraries first so their baselines match. 4-bit size: ``get_memory_footprint()``
-of the model loaded in NF4 (double quantization) against the same model in bf16, whole model and the
-quantized linear layers alone.
+Measured per arm: trained tokens = non-padding tokens of the measured steps (counted on the model's inputs by a
+forward pre-hook, on the device, without a sync); padding waste = padded positions / all positions. On a CPU the
+whole epoch is measured in CPU-seconds of the training loop (torch on one thread, so other jobs on a shared machine
+disturb it little) and memory is the process's peak RSS; on a GPU the steps after ``--warmup`` are timed by the wall
+clock (synchronized) and memory is ``torch.cuda.max_memory_allocated`` (the whole process, loading included, and
+the training loop alone). MFU = 6 x parameters x trained tokens/s / the card's dense bf16 peak (``--peak-tflops``
+overrides the table below).
 
-Targets on this CPU: finetune >= 1.3x trl_default's throughput at equal or lower peak RSS, padding waste
-<= 5 %, 4-bit weights <= 0.35x bf16. Writes bench/results/finetune.json.
+Also measured: the loss path alone (``loss_full``: transformers' float32 logits of every position, against
+``loss_chunked`` and, where liger-kernel runs, ``loss_fused``) at the shape's hidden size and vocabulary, each in its
+own process (peak RSS / CUDA memory above the inputs, and time); the attention of one packed LIMA-shaped row (per-example
+sdpa, one sdpa call with the block-diagonal T x T mask transformers builds, and on CUDA the nested-tensor varlen
+kernel), forward and backward; for the tiny shape the NF4 weight size against bf16.
+
+Targets. CPU: finetune >= 1.3x TRL defaults with the same dtype, <= 1.0x its peak RSS, padding waste <= 5 %, NF4
+<= 0.35x bf16. GPU, per shape: >= 2.0x TRL defaults and <= 1.0x its peak memory, >= 1.2x TRL's best, padding-free
+>= 1.5x our padded path, MFU at the 8B shape >= 35 %.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
 import platform
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,7 +63,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 TINY_RECIPE = REPO / "finetune" / "recipes" / "tiny-cpu.yaml"
-ARMS = ("finetune", "finetune_padded", "trl_default", "trl_no_autocast")
+
+# Real shapes (the public configs of these models; random weights)
+SHAPES = {
+    "tiny": dict(arch="llama", hidden=256, layers=8, vocab=1024),
+    "qwen0.5b": dict(arch="qwen2", hidden=896, intermediate=4864, layers=24, heads=14, kv_heads=2, vocab=151936,
+                     tie=True, rope_theta=1_000_000.0),
+    "llama1b": dict(arch="llama", hidden=2048, intermediate=8192, layers=16, heads=32, kv_heads=8, vocab=128256,
+                    tie=True, rope_theta=500_000.0, head_dim=64),
+    "llama8b": dict(arch="llama", hidden=4096, intermediate=14336, layers=32, heads=32, kv_heads=8, vocab=128256,
+                    tie=False, rope_theta=500_000.0),
+}
+# Data per device and shape: examples, median answer words, max_length
+DATA = {"cpu": dict(examples=32, median_words=60, max_length=1024),
+        "cuda": dict(examples=256, median_words=250, max_length=2048)}
+# Dense bf16 tensor-core peak, TFLOP/s (vendor data sheets, without sparsity), by a substring of the device name
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
+                    "A10G": 70.0, "A10": 125.0, "RTX 4090": 165.0, "RTX 3090": 71.0}
 
 
 # --------------------------------------------------------------------------- inputs
@@ -69,12 +96,47 @@ def make_data(path: Path, n: int, median_words: int = 60, seed: int = 0) -> Path
         for i in range(n):
             q_len = rng.randint(8, 60)
             a_len = int(min(5 * median_words, max(10, rng.lognormvariate(math.log(median_words), 0.8))))
-            start = rng.randrange(len(words) - 500)
+            start = rng.randrange(len(words) - 6 * median_words - 100)
             q = " ".join(words[start:start + q_len])
             a = " ".join(words[start + q_len:start + q_len + a_len])
             msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
             fh.write(json.dumps({"id": f"b{i}", "messages": msgs, "source": "bench", "meta": {}}) + "\n")
     return path
+
+
+def build_model(shape: str, out: Path, device: str) -> Path:
+    """A random-init model of ``shape`` with a local tokenizer, saved to ``out`` (bf16 for the real shapes,
+    initialised on the GPU when there is one: an 8B model inits in seconds there, minutes on a CPU)."""
+    spec = SHAPES[shape]
+    if shape == "tiny":
+        from finetune.tiny import build_tiny_model
+
+        return build_tiny_model(out, hidden_size=spec["hidden"], num_layers=spec["layers"], vocab_size=spec["vocab"])
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    from finetune.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer(vocab_size=8192)
+    common = dict(vocab_size=spec["vocab"], hidden_size=spec["hidden"], intermediate_size=spec["intermediate"],
+                  num_hidden_layers=spec["layers"], num_attention_heads=spec["heads"],
+                  num_key_value_heads=spec["kv_heads"], tie_word_embeddings=spec["tie"], rope_theta=spec["rope_theta"],
+                  max_position_embeddings=32768, pad_token_id=tokenizer.pad_token_id,
+                  eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
+    if spec["arch"] == "qwen2":
+        config, cls = Qwen2Config(**common), Qwen2ForCausalLM
+    else:
+        config, cls = LlamaConfig(**common, head_dim=spec.get("head_dim", spec["hidden"] // spec["heads"])), \
+            LlamaForCausalLM
+    torch.manual_seed(0)
+    with torch.device("cuda" if device == "cuda" else "cpu"):
+        model = cls._from_config(config, dtype=torch.bfloat16)  # initialised in bf16: 16 GB for 8B, not 48
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    del model
+    return out
 
 
 def weight_sizes(model_dir: Path) -> dict:
@@ -83,7 +145,7 @@ def weight_sizes(model_dir: Path) -> dict:
     from transformers import AutoModelForCausalLM
 
     from finetune.config import FinetuneConfig
-    from finetune.train import load_base
+    from finetune.model import load_base
 
     cfg = FinetuneConfig(model=str(model_dir), data="x", compute_dtype="float32")
     q4 = load_base(cfg, torch.bfloat16)
@@ -111,25 +173,32 @@ def weight_sizes(model_dir: Path) -> dict:
         "nf4_linear_bytes": linear_bytes(q4, True),
         "bf16_linear_bytes": linear_bytes(bf16, False),
         "quantized_linear_layers": len(linear_names),
-        "params": sum(p.numel() for p in bf16.parameters()),
     }
     out["model_ratio"] = round(out["nf4_model_bytes"] / out["bf16_model_bytes"], 3)
     out["linear_ratio"] = round(out["nf4_linear_bytes"] / out["bf16_linear_bytes"], 3)
     return out
 
 
+def count_params(model_dir: Path) -> int:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+    return sum(p.numel() for p in model.parameters())
+
+
 # --------------------------------------------------------------------------- one arm (own process)
 
 
-class _Peak:
+class _PeakRss:
     """Peak RSS of this process between start() and stop(), sampled every 5 ms."""
 
     def __init__(self):
         import psutil
 
         self.proc = psutil.Process()
-        self.peak = 0
-        self.start_rss = 0
+        self.peak = self.start_rss = 0
         self._stop = threading.Event()
 
     def start(self):
@@ -148,216 +217,516 @@ class _Peak:
         self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
-def _measuring_callback(result: dict):
+def _measuring_callback(result: dict, warmup: int, cuda: bool):
+    import torch
     from transformers import TrainerCallback
 
     class Measure(TrainerCallback):
-        """Counts the real and padded tokens of one epoch of the arm's own dataloader, then times training."""
+        """Counts the real and padded tokens the model is fed in training (a forward pre-hook, device tensors, no
+        sync) and times the steps after ``warmup`` (CUDA: synchronized wall clock; CPU: process CPU time too)."""
 
-        def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
-            real = total = batches = 0
-            for batch in train_dataloader:
-                ids = batch["input_ids"]
-                total += ids.numel()
-                real += int(batch["attention_mask"].sum()) if "attention_mask" in batch else ids.numel()
-                batches += 1
-            result.update(real_tokens_per_epoch=real, positions_per_epoch=total, batches_per_epoch=batches)
-            result["peak"] = _Peak()
-            result["peak"].start()
-            result["t0"] = time.perf_counter()
-            result["c0"] = time.process_time()
+        def __init__(self):
+            self.real = self.positions = 0
+            self.mark = None
+
+        def _count(self, module, args, kwargs):
+            if module.training:
+                ids = kwargs.get("input_ids", args[0] if args else None)
+                mask = kwargs.get("attention_mask")
+                self.positions = self.positions + ids.numel()
+                self.real = self.real + (mask.sum() if mask is not None else ids.numel())
+
+        def _snapshot(self):
+            if cuda:
+                torch.cuda.synchronize()
+            return {"t": time.perf_counter(), "c": time.process_time(), "real": self.real,
+                    "positions": self.positions}
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.hook = model.register_forward_pre_hook(self._count, with_kwargs=True)
+            if cuda:
+                result["load_peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
+                torch.cuda.reset_peak_memory_stats()
+            result["rss"] = _PeakRss()
+            result["rss"].start()
+            if warmup == 0:
+                self.mark = self._snapshot()
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if warmup and state.global_step == warmup and self.mark is None:
+                self.mark = self._snapshot()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps and "end" not in result:
+                result["end"] = self._snapshot()  # before the final checkpoint save
 
         def on_train_end(self, args, state, control, **kwargs):
-            result["t1"] = time.perf_counter()
-            result["c1"] = time.process_time()
-            result["peak"].stop()
-            result["global_step"] = state.global_step
-            result["epochs"] = state.epoch
+            end = result.pop("end", None) or self._snapshot()
+            self.hook.remove()
+            result["rss"].stop()
+            if cuda:
+                result["train_peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
+            start = self.mark or end
+            real = end["real"] - start["real"]
+            positions = end["positions"] - start["positions"]
+            result.update(
+                measured_steps=state.global_step - (warmup if self.mark else state.global_step),
+                train_seconds=end["t"] - start["t"], cpu_seconds=end["c"] - start["c"],
+                trained_tokens=int(real), positions=int(positions), global_step=state.global_step)
 
     return Measure()
 
 
-def run_arm(arm: str, model_dir: str, data: str, out: str, batch_size: int, epochs: float, threads: int) -> dict:
+def our_config(model_dir: str, data: str, out: str, device: str, batch_size: int, steps: int, max_length: int):
+    from finetune.config import FinetuneConfig, check, load
+
+    common = dict(model=model_dir, data=data, output_dir=out, batch_size=batch_size, dev_size=0.0,
+                  save_steps=100_000, logging_steps=5, max_length=max_length, tensorboard=False)
+    if device == "cpu":  # the tiny-cpu recipe (LoRA r 8), one epoch
+        return load(TINY_RECIPE, **common, epochs=1.0, max_steps=-1)
+    # the GPU recipes' adapter (QLoRA r 64, all linear layers), a fixed number of steps
+    return check(FinetuneConfig(**common, max_steps=steps, lora_r=64, lora_alpha=16, lora_dropout=0.05))
+
+
+def run_arm(arm: str, model_dir: str, data: str, out: str, device: str, batch_size: int, steps: int, warmup: int,
+            max_length: int, threads: int) -> dict:
     import bitsandbytes  # noqa: F401  every arm imports the same stack before measuring
     import peft  # noqa: F401
     import torch
     import transformers  # noqa: F401
     import trl  # noqa: F401
 
-    from finetune.config import load as load_config
-
     torch.manual_seed(0)
     torch.set_num_threads(threads)
+    cuda = device == "cuda"
     result: dict = {"arm": arm}
-    measure = _measuring_callback(result)
-    cfg = load_config(TINY_RECIPE, model=model_dir, data=data, output_dir=out, batch_size=batch_size,
-                      epochs=epochs, max_steps=-1, dev_size=0.0, save_steps=100_000, logging_steps=5,
-                      max_length=1024)
-    if arm in ("finetune", "finetune_padded"):
+    measure = _measuring_callback(result, warmup if cuda else 0, cuda)
+    cfg = our_config(model_dir, data, out, device, batch_size, steps, max_length)
+    if arm.startswith("finetune"):
         from finetune.train import run
 
         if arm == "finetune_padded":
             cfg.batching = "padded"
         run(cfg, callbacks=(measure,))
+        prov = json.loads((Path(out) / "provenance.json").read_text())
+        result.update(loss_path=prov.get("loss"), attention=prov.get("attention"))
     else:
         from datasets import Dataset
         from trl import SFTConfig, SFTTrainer
 
         from finetune.data import read_messages
-        from finetune.train import lora_config, quantization_config, resolve_dtype
+        from finetune.model import lora_config, quantization_config, resolve_dtype
 
+        dtype = resolve_dtype(cfg.compute_dtype)
         rows = [{"messages": ex["messages"]} for ex in read_messages(data)]
-        args = SFTConfig(output_dir=out, per_device_train_batch_size=batch_size, num_train_epochs=epochs,
-                         report_to="none",
-                         model_init_kwargs={"quantization_config": quantization_config(
-                             cfg, resolve_dtype(cfg.compute_dtype))},
-                         # TRL's default bf16=True refuses to start on a CPU unless use_cpu=True (its error
-                         # message says so); trl_no_autocast turns bf16 off instead
-                         **({"bf16": False} if arm == "trl_no_autocast" else {"use_cpu": True}))
-        trainer = SFTTrainer(model=model_dir, args=args, train_dataset=Dataset.from_list(rows),
+        kwargs: dict = dict(output_dir=out, per_device_train_batch_size=batch_size, report_to="none",
+                            save_strategy="no", max_length=max_length,
+                            model_init_kwargs={"quantization_config": quantization_config(cfg, dtype)})
+        kwargs.update(num_train_epochs=1.0) if device == "cpu" else kwargs.update(max_steps=steps)
+        if device == "cpu":
+            # TRL's default bf16=True refuses to start on a CPU unless use_cpu=True (its error says so);
+            # trl_same_dtype and trl_best compute in our dtype instead
+            kwargs.update(use_cpu=True) if arm == "trl_default" else kwargs.update(bf16=dtype == torch.bfloat16)
+        if arm == "trl_best":
+            kwargs.update(padding_free=True, max_length=None)  # TRL refuses max_length without packing here
+            if importlib.util.find_spec("flash_attn") and cuda:
+                kwargs["model_init_kwargs"]["attn_implementation"] = "flash_attention_2"
+            if importlib.util.find_spec("liger_kernel") and cuda:
+                kwargs["use_liger_kernel"] = True
+            result["settings"] = {k: v for k, v in kwargs.items() if k in ("padding_free", "use_liger_kernel")}
+            result["settings"]["attn_implementation"] = kwargs["model_init_kwargs"].get("attn_implementation", "sdpa")
+        trainer = SFTTrainer(model=model_dir, args=SFTConfig(**kwargs), train_dataset=Dataset.from_list(rows),
                              peft_config=lora_config(cfg), callbacks=[measure])
         trainer.train()
-    peak = result.pop("peak")
-    seconds = result.pop("t1") - result.pop("t0")
-    cpu_seconds = result.pop("c1") - result.pop("c0")
-    epochs_done = result["epochs"]
-    trained = result["real_tokens_per_epoch"] * epochs_done
+    rss = result.pop("rss")
+    seconds, cpu_seconds = result["train_seconds"], result["cpu_seconds"]
     result.update(
-        train_seconds=round(seconds, 2),
-        trained_tokens=int(trained),
-        tokens_per_second=round(trained / seconds, 1),
-        cpu_seconds=round(cpu_seconds, 2),
-        tokens_per_cpu_second=round(trained / cpu_seconds, 1),
-        padding_waste=round(1 - result["real_tokens_per_epoch"] / result["positions_per_epoch"], 4),
+        train_seconds=round(seconds, 3),
+        cpu_seconds=round(cpu_seconds, 3),
+        tokens_per_second=round(result["trained_tokens"] / seconds, 1),
+        tokens_per_cpu_second=round(result["trained_tokens"] / cpu_seconds, 1),
+        padding_waste=round(1 - result["trained_tokens"] / max(1, result["positions"]), 4),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        train_rss_start_mb=round(peak.start_rss / 2**20, 1),
-        train_peak_rss_above_start_mb=round((peak.peak - peak.start_rss) / 2**20, 1),
+        train_rss_start_mb=round(rss.start_rss / 2**20, 1),
+        train_peak_rss_above_start_mb=round((rss.peak - rss.start_rss) / 2**20, 1),
         torch_threads=torch.get_num_threads(),
     )
+    if cuda:
+        result["train_peak_cuda_gib"] = round(result.pop("train_peak_cuda_bytes") / 2**30, 2)
+        result["peak_cuda_gib"] = round(max(result.pop("load_peak_cuda_bytes") / 2**30, result["train_peak_cuda_gib"]),
+                                        2)
     return result
+
+
+def run_loss_arm(arm: str, shape: str, device: str, tokens: int, threads: int) -> dict:
+    """The loss and its backward alone at the shape's hidden size and vocabulary: peak memory above the inputs."""
+    import torch
+    import torch.nn.functional as F
+
+    from contract.models import compute_dtype
+    from finetune import loss as L
+
+    torch.set_num_threads(threads)
+    spec = SHAPES[shape]
+    dtype = compute_dtype("auto", device)
+    torch.manual_seed(0)
+    h = torch.randn(tokens, spec["hidden"], device=device, dtype=dtype, requires_grad=True)
+    head = torch.nn.Linear(spec["hidden"], spec["vocab"], bias=False, device=device, dtype=dtype)
+    head.weight.requires_grad_(False)  # frozen, as in QLoRA
+    targets = torch.randint(0, spec["vocab"], (tokens,), device=device)
+    rss = _PeakRss()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    rss.start()
+    t0 = time.perf_counter()
+    if arm == "loss_full":  # what transformers' ForCausalLMLoss does: all logits, upcast to float32
+        loss = F.cross_entropy(head(h).float(), targets, reduction="sum")
+    elif arm == "loss_chunked":
+        loss = L.chunked_cross_entropy(h, head, targets, L.chunk_tokens(spec["vocab"]))
+    else:
+        loss = L.fused_cross_entropy(h, head, targets)
+    loss.backward()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    rss.stop()
+    out = {"arm": arm, "tokens": tokens, "hidden": spec["hidden"], "vocab": spec["vocab"], "dtype": str(dtype),
+           "seconds": round(seconds, 3), "loss": round(loss.item(), 3)}
+    if device == "cuda":
+        out["peak_above_inputs_mib"] = round((torch.cuda.max_memory_allocated() - base) / 2**20, 1)
+        del h, head, targets, loss
+        torch.cuda.empty_cache()
+    else:
+        out["peak_above_inputs_mib"] = round((rss.peak - rss.start_rss) / 2**20, 1)
+    return out
+
+
+# --------------------------------------------------------------------------- attention paths (in process)
+
+
+def attention_paths(shape: str, device: str, lengths: list[int], repeats: int = 5) -> dict:
+    """Forward + backward of the attention of one packed row with ``lengths`` examples, per path (best of
+    ``repeats``), and the largest difference from per-example sdpa."""
+    import torch
+    import torch.nn.functional as F
+
+    from finetune import attention as A
+
+    spec = SHAPES[shape]
+    heads = spec.get("heads", 4)
+    kv_heads = spec.get("kv_heads", 2)
+    head_dim = spec.get("head_dim", spec["hidden"] // heads)
+    from contract.models import compute_dtype
+
+    dtype = compute_dtype("auto", device)
+    total = sum(lengths)
+    torch.manual_seed(0)
+    q0 = torch.randn(1, heads, total, head_dim, device=device, dtype=dtype)
+    k0 = torch.randn(1, kv_heads, total, head_dim, device=device, dtype=dtype)
+    v0 = torch.randn(1, kv_heads, total, head_dim, device=device, dtype=dtype)
+    cu = torch.tensor([0] + list(torch.tensor(lengths).cumsum(0)), dtype=torch.int32)
+
+    class Module:  # what transformers' sdpa reads off the attention module
+        is_causal = True
+        num_key_value_groups = heads // kv_heads
+        training = True
+
+    def loop(q, k, v):
+        bounds = cu.tolist()
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return torch.cat([sdpa_attention_forward(Module, q[:, :, s:e], k[:, :, s:e], v[:, :, s:e], None,
+                                                 is_causal=True)[0] for s, e in zip(bounds[:-1], bounds[1:])], 1)
+
+    doc = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths)).to(device)
+    pos = torch.arange(total, device=device)
+    mask = (doc[:, None] == doc[None, :]) & (pos[:, None] >= pos[None, :])
+
+    def masked(q, k, v):  # transformers' sdpa with packed position_ids: one call, a T x T block-diagonal mask
+        from transformers.integrations.sdpa_attention import repeat_kv
+
+        g = heads // kv_heads
+        return F.scaled_dot_product_attention(q, repeat_kv(k, g), repeat_kv(v, g), attn_mask=mask).transpose(1, 2)
+
+    paths = {"per_example_sdpa": loop, "masked_sdpa": masked}
+    if device == "cuda":
+        paths["nested_varlen_sdpa"] = lambda q, k, v: A.nested_sdpa(q, k, v, cu.to(device), max(lengths), 0.0, None)
+    out = {"lengths": lengths, "tokens": total, "heads": heads, "kv_heads": kv_heads, "head_dim": head_dim,
+           "dtype": str(dtype)}
+    ref = None
+    for name, fn in paths.items():
+        q, k, v = (x.clone().requires_grad_() for x in (q0, k0, v0))
+        try:
+            res = fn(q, k, v)
+        except RuntimeError as err:
+            out[name] = {"error": str(err).splitlines()[0]}
+            continue
+        ref = res.detach().float() if ref is None else ref
+        times = []
+        for _ in range(repeats):
+            q, k, v = (x.clone().requires_grad_() for x in (q0, k0, v0))
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn(q, k, v).float().sum().backward()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        out[name] = {"ms": round(1000 * min(times), 2), "max_diff": float((res.detach().float() - ref).abs().max())}
+    base = out["per_example_sdpa"].get("ms")
+    for name in paths:
+        if "ms" in out[name] and base:
+            out[name]["vs_per_example"] = round(out[name]["ms"] / base, 2)
+    return out
+
+
+def batch_lengths(model_dir: Path, data: Path, batch_size: int, max_length: int) -> list[int]:
+    """Token lengths of the first batch of the bench data, as finetune tokenizes it."""
+    from transformers import AutoTokenizer
+
+    from finetune import data as D
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    eot = D.setup_template(tok, None, None)
+    rows, _ = D.build_rows(tok, D.read_messages(str(data))[:batch_size], eot, max_length, "truncate")
+    return [len(r["input_ids"]) for r in rows]
 
 
 # --------------------------------------------------------------------------- driver
 
 
+def _subprocess(args: list[str], what: str) -> dict:
+    proc = subprocess.run([sys.executable, __file__, *args], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1"))
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("BENCH-RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        print(proc.stderr[-4000:], file=sys.stderr)
+        raise SystemExit(f"{what} failed (rc {proc.returncode})")
+    res = json.loads(line.split(" ", 1)[1])
+    res["load_average"] = round(os.getloadavg()[0], 2)
+    return res
+
+
+def arms_for(device: str, names: str | None) -> list[str]:
+    if names:
+        return names.split(",")
+    from contract.models import compute_dtype
+
+    import torch
+
+    arms = ["finetune", "finetune_padded", "trl_default"]
+    if device == "cpu" and compute_dtype("auto", "cpu") != torch.bfloat16:
+        arms.append("trl_same_dtype")  # TRL's default autocasts to bf16; this CPU computes ours in fp32
+    return arms + ["trl_best"]
+
+
+def summarize(arms: dict, device: str, params: int, peak_tflops: float | None, shape: str) -> tuple[dict, dict]:
+    rate = "tokens_per_cpu_second" if device == "cpu" else "tokens_per_second"
+    mem = "peak_rss_mb" if device == "cpu" else "peak_cuda_gib"
+    ours = arms.get("finetune")
+    summary: dict = {"throughput": rate, "memory": mem}
+    if peak_tflops:
+        for a in arms.values():
+            a["mfu"] = round(6 * params * a["tokens_per_second"] / (peak_tflops * 1e12), 4)
+    if ours:
+        for other, a in arms.items():
+            if other != "finetune":
+                summary[f"throughput_vs_{other}"] = round(ours[rate] / a[rate], 2)
+                summary[f"memory_vs_{other}"] = round(ours[mem] / a[mem], 3)
+    same = "trl_same_dtype" if "trl_same_dtype" in arms else "trl_default"
+    if device == "cpu":
+        targets = {
+            f"throughput_ge_1.3x_{same}": summary.get(f"throughput_vs_{same}", 0) >= 1.3,
+            f"peak_rss_le_{same}": summary.get(f"memory_vs_{same}", 9) <= 1.0,
+            "padding_waste_le_5pct": bool(ours) and ours["padding_waste"] <= 0.05,
+        }
+    else:
+        targets = {
+            "throughput_ge_2x_trl_default": summary.get("throughput_vs_trl_default", 0) >= 2.0,
+            "peak_memory_le_trl_default": summary.get("memory_vs_trl_default", 9) <= 1.0,
+            "throughput_ge_1.2x_trl_best": summary.get("throughput_vs_trl_best", 0) >= 1.2,
+            "padding_free_ge_1.5x_padded": summary.get("throughput_vs_finetune_padded", 0) >= 1.5,
+        }
+        if shape == "llama8b" and ours and "mfu" in ours:
+            targets["mfu_ge_35pct"] = ours["mfu"] >= 0.35
+    return summary, targets
+
+
+def bench_shape(shape: str, args, work: Path) -> dict:
+    device = args.device
+    data_spec = DATA[device]
+    examples = args.examples or data_spec["examples"]
+    max_length = args.max_length or data_spec["max_length"]
+    t0 = time.perf_counter()
+    model_dir = build_model(shape, work / shape / "model", device)
+    data = make_data(work / shape / "data" / "bench" / "train.jsonl", examples,
+                     args.median_words or data_spec["median_words"])
+    params = count_params(model_dir)
+    print(f"[{shape}] {params:,} parameters, built in {time.perf_counter() - t0:.0f} s", flush=True)
+    result: dict = {"shape": {"name": shape, "params": params, **SHAPES[shape]},
+                    "data": {"examples": examples, "median_answer_words": args.median_words or data_spec["median_words"],
+                             "max_length": max_length, "batch_size": args.batch_size}}
+    if shape == "tiny" and device == "cpu" and not args.skip_weights:
+        sizes = weight_sizes(model_dir)
+        result["weights"] = sizes
+        print(f"[{shape}] NF4 {sizes['nf4_model_bytes'] / 2**20:.2f} MiB vs bf16 {sizes['bf16_model_bytes'] / 2**20:.2f}"
+              f" MiB ({sizes['model_ratio']}x; linear layers {sizes['linear_ratio']}x)", flush=True)
+
+    names = arms_for(device, args.arms)
+    runs: dict[str, list] = {a: [] for a in names}
+    # The machine may be shared: every arm runs `rounds` times in a rotated order, and the best run counts
+    for r in range(args.rounds):
+        for arm in names[r % len(names):] + names[:r % len(names)]:
+            a = _subprocess(["--arm", arm, "--model", str(model_dir), "--data", str(data), "--device", device,
+                             "--run-dir", str(work / shape / "runs" / f"{arm}-{r}"), "--batch-size",
+                             str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
+                             "--max-length", str(max_length), "--threads", str(args.threads)], f"arm {arm}")
+            runs[arm].append(a)
+            memory = (f"peak {a['peak_cuda_gib']} GiB (training {a['train_peak_cuda_gib']})" if device == "cuda"
+                      else f"peak RSS {a['peak_rss_mb']:7.1f} MB")
+            print(f"[{shape}] round {r} {arm:16s} {a['tokens_per_second']:9.1f} tok/s {a['tokens_per_cpu_second']:8.1f} "
+                  f"tok/cpu-s  waste {100 * a['padding_waste']:4.1f} %  {memory}  steps {a['measured_steps']}  "
+                  f"load {a['load_average']}", flush=True)
+    rate = "tokens_per_cpu_second" if device == "cpu" else "tokens_per_second"
+    arms = {}
+    for arm, rs in runs.items():
+        best = dict(max(rs, key=lambda a: a[rate]))
+        best["tokens_per_second"] = max(a["tokens_per_second"] for a in rs)
+        for key in ("tokens_per_second", "tokens_per_cpu_second", "peak_rss_mb", "peak_cuda_gib"):
+            if key in best:
+                best[f"{key}_all_runs"] = [a[key] for a in rs]
+        for key in ("peak_rss_mb", "peak_cuda_gib"):  # memory: the worst run
+            if key in best:
+                best[key] = max(best[f"{key}_all_runs"])
+        arms[arm] = best
+    peak = args.peak_tflops or (gpu_peak_tflops() if device == "cuda" else None)
+    summary, targets = summarize(arms, device, params, peak, shape)
+    result.update(arms=arms, summary=summary, targets_met=targets, peak_bf16_tflops=peak)
+
+    if not args.skip_loss:
+        tokens = args.loss_tokens or (1024 if device == "cpu" else 8192)
+        loss_shape = "qwen0.5b" if shape == "tiny" else shape  # the tiny vocabulary says nothing about the loss
+        loss_arms = ["loss_full", "loss_chunked"] + (["loss_fused"] if device == "cuda" and
+                                                     importlib.util.find_spec("liger_kernel") else [])
+        if device == "cuda":  # CUDA memory is measured per allocation: one process, one arm after the other
+            loss = {a: run_loss_arm(a, loss_shape, device, tokens, args.threads) for a in loss_arms}
+        else:  # RSS only grows: each arm in its own process
+            loss = {a: _subprocess(["--loss-arm", a, "--shape", loss_shape, "--device", device, "--loss-tokens",
+                                    str(tokens), "--threads", str(args.threads)], a) for a in loss_arms}
+        full = loss["loss_full"]["peak_above_inputs_mib"]
+        for a in loss.values():
+            a["memory_vs_full"] = round(a["peak_above_inputs_mib"] / full, 3) if full else None
+            a["time_vs_full"] = round(a["seconds"] / loss["loss_full"]["seconds"], 2)
+            print(f"[{shape}] {a['arm']:13s} ({loss_shape}: {tokens} tokens x vocab {a['vocab']}) "
+                  f"{a['peak_above_inputs_mib']:9.1f} MiB ({a['memory_vs_full']}x full)  {a['seconds']:.2f} s", flush=True)
+        result["loss_path"] = {"shape": loss_shape, "arms": loss}
+    if not args.skip_attention:
+        lengths = batch_lengths(model_dir, data, args.batch_size, max_length)
+        att = attention_paths(shape, device, lengths)
+        result["attention"] = att
+        print(f"[{shape}] attention of one packed row ({att['tokens']} tokens, {len(lengths)} examples): "
+              + ", ".join(f"{k} {v['ms']} ms" if "ms" in v else f"{k}: {v['error']}"
+                          for k, v in att.items() if isinstance(v, dict)), flush=True)
+    return result
+
+
+def gpu_peak_tflops() -> float | None:
+    import torch
+
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--examples", type=int, default=32)
-    parser.add_argument("--median-words", type=int, default=60, help="median answer length in words")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--shape", help="comma-separated: tiny, qwen0.5b, llama1b, llama8b (default: tiny on cpu, "
+                                        "the three real shapes on cuda)")
+    parser.add_argument("--examples", type=int, help="conversations (default: 32 on cpu, 256 on cuda)")
+    parser.add_argument("--median-words", type=int, help="median answer length in words (default: 60 cpu, 250 cuda)")
+    parser.add_argument("--max-length", type=int, help="max_length (default: 1024 cpu, 2048 cuda)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=8)
-    parser.add_argument("--vocab", type=int, default=1024)
-    parser.add_argument("--arms", default=",".join(ARMS))
-    parser.add_argument("--rounds", type=int, default=2, help="runs per arm; the fastest is kept")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads per arm (1: stable figures on a shared machine)")
-    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "finetune.json"))
+    parser.add_argument("--steps", type=int, default=8, help="cuda: optimizer steps per arm (cpu: one epoch)")
+    parser.add_argument("--warmup", type=int, default=2, help="cuda: steps not timed")
+    parser.add_argument("--arms", help="comma-separated arms (default: all that apply)")
+    parser.add_argument("--rounds", type=int, help="runs per arm, the best counts (default: 2 cpu, 1 cuda)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per arm (cpu; 1: stable figures on a "
+                                                               "shared machine)")
+    parser.add_argument("--peak-tflops", type=float, help="the card's dense bf16 peak, for MFU")
+    parser.add_argument("--loss-tokens", type=int, help="positions in the loss-path measurement (1024 cpu, 8192 cuda)")
+    parser.add_argument("--skip-loss", action="store_true")
+    parser.add_argument("--skip-attention", action="store_true")
+    parser.add_argument("--skip-weights", action="store_true")
+    parser.add_argument("--out", help="default: bench/results/finetune.json (cpu), finetune-gpu.json (cuda)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 16 examples, one round")
     parser.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm in this process
+    parser.add_argument("--loss-arm", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", help=argparse.SUPPRESS)
-    parser.add_argument("--quick", action="store_true", help="smoke run: 16 examples, one round")
     args = parser.parse_args(argv)
     if args.quick:
-        args.examples, args.rounds = 16, 1
+        args.examples, args.rounds = args.examples or 16, 1
+    args.rounds = args.rounds or (2 if args.device == "cpu" else 1)
 
     if args.arm:
-        res = run_arm(args.arm, args.model, args.data, args.run_dir, args.batch_size, args.epochs, args.threads)
+        res = run_arm(args.arm, args.model, args.data, args.run_dir, args.device, args.batch_size, args.steps,
+                      args.warmup, args.max_length, args.threads)
+        print("BENCH-RESULT " + json.dumps(res), flush=True)
+        return 0
+    if args.loss_arm:
+        res = run_loss_arm(args.loss_arm, args.shape, args.device, args.loss_tokens, args.threads)
         print("BENCH-RESULT " + json.dumps(res), flush=True)
         return 0
 
-    from finetune.tiny import build_tiny_model
+    import torch
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device visible to torch (a CUDA build of torch is needed)")
+    shapes = (args.shape or ("tiny" if args.device == "cpu" else "qwen0.5b,llama1b,llama8b")).split(",")
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown:
+        raise SystemExit(f"--shape: unknown {', '.join(unknown)} (choose from {', '.join(SHAPES)})")
+    started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="bench-finetune-"))
-    model_dir = build_tiny_model(work / "model", hidden_size=args.hidden, num_layers=args.layers,
-                                 vocab_size=args.vocab)
-    data = make_data(work / "data" / "bench" / "train.jsonl", args.examples, args.median_words)
-    sizes = weight_sizes(model_dir)
-    print(f"model: {sizes['params']:,} parameters; NF4 {sizes['nf4_model_bytes'] / 2**20:.2f} MiB vs bf16 "
-          f"{sizes['bf16_model_bytes'] / 2**20:.2f} MiB ({sizes['model_ratio']}x; linear layers "
-          f"{sizes['linear_ratio']}x)", flush=True)
-
-    # The machine is shared: run every arm `rounds` times, in a rotated order, and keep each arm's
-    # fastest run (the least disturbed one); all runs are recorded.
-    names = args.arms.split(",")
-    runs: dict[str, list] = {a: [] for a in names}
-    for r in range(args.rounds):
-        for arm in names[r % len(names):] + names[:r % len(names)]:
-            cmd = [sys.executable, __file__, "--arm", arm, "--model", str(model_dir), "--data", str(data),
-                   "--run-dir", str(work / "runs" / f"{arm}-{r}"), "--batch-size", str(args.batch_size),
-                   "--epochs", str(args.epochs), "--threads", str(args.threads)]
-            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
-                                  env=dict(os.environ, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1"))
-            line = next((x for x in proc.stdout.splitlines() if x.startswith("BENCH-RESULT ")), None)
-            if proc.returncode != 0 or line is None:
-                print(proc.stderr[-4000:], file=sys.stderr)
-                raise SystemExit(f"arm {arm} failed (rc {proc.returncode})")
-            a = json.loads(line.split(" ", 1)[1])
-            a["load_average"] = round(os.getloadavg()[0], 2)
-            runs[arm].append(a)
-            print(f"round {r} {arm:12s} {a['tokens_per_second']:8.1f} tok/s {a['tokens_per_cpu_second']:8.1f} "
-                  f"tok/cpu-s {a['train_seconds']:7.1f} s  waste "
-                  f"{100 * a['padding_waste']:4.1f} %  peak RSS {a['peak_rss_mb']:7.1f} MB (training "
-                  f"+{a['train_peak_rss_above_start_mb']} MB)  steps {a['global_step']}  load {a['load_average']}",
-                  flush=True)
-    arms = {}
-    for arm, rs in runs.items():
-        best = dict(max(rs, key=lambda a: a["tokens_per_cpu_second"]))
-        best["tokens_per_second"] = max(a["tokens_per_second"] for a in rs)
-        best["tokens_per_second_all_runs"] = [a["tokens_per_second"] for a in rs]
-        best["tokens_per_cpu_second_all_runs"] = [a["tokens_per_cpu_second"] for a in rs]
-        best["peak_rss_mb_all_runs"] = [a["peak_rss_mb"] for a in rs]
-        best["peak_rss_mb"] = max(best["peak_rss_mb_all_runs"])  # memory: the worst run
-        arms[arm] = best
-
-    ours, base = arms.get("finetune"), arms.get("trl_default")
-    summary = {}
-    if ours and base:
-        summary = {
-            "throughput_vs_trl_default": round(ours["tokens_per_cpu_second"] / base["tokens_per_cpu_second"], 2),
-            "wall_throughput_vs_trl_default": round(ours["tokens_per_second"] / base["tokens_per_second"], 2),
-            "peak_rss_vs_trl_default": round(ours["peak_rss_mb"] / base["peak_rss_mb"], 3),
-            "same_trained_tokens": ours["trained_tokens"] == base["trained_tokens"],
-        }
-        for other in ("trl_no_autocast", "finetune_padded"):
-            if other in arms:
-                o = arms[other]
-                summary[f"throughput_vs_{other}"] = round(ours["tokens_per_cpu_second"] / o["tokens_per_cpu_second"], 2)
-                summary[f"wall_throughput_vs_{other}"] = round(ours["tokens_per_second"] / o["tokens_per_second"], 2)
-                summary[f"peak_rss_vs_{other}"] = round(ours["peak_rss_mb"] / o["peak_rss_mb"], 3)
-    targets = {
-        "throughput_ge_1.3x_trl_default": bool(summary) and summary["throughput_vs_trl_default"] >= 1.3,
-        "peak_rss_le_trl_default": bool(summary) and summary["peak_rss_vs_trl_default"] <= 1.0,
-        "padding_waste_le_5pct": bool(ours) and ours["padding_waste"] <= 0.05,
-        "nf4_le_0.35x_bf16": sizes["model_ratio"] <= 0.35,
-    }
-    result = {
-        "setup": {"examples": args.examples, "median_answer_words": args.median_words,
-                  "batch_size": args.batch_size, "epochs": args.epochs, "rounds": args.rounds,
-                  "model": {"hidden": args.hidden, "layers": args.layers, "vocab": args.vocab,
-                            "params": sizes["params"]},
-                  "recipe": "finetune/recipes/tiny-cpu.yaml (QLoRA NF4, LoRA r 8, padding_free, gradient "
-                            "checkpointing)",
-                  "baseline": "trl SFTTrainer, default SFTConfig + same BitsAndBytesConfig and LoraConfig",
-                  "memory_method": "peak RSS of each arm's own process (getrusage ru_maxrss); training-loop "
-                                   "peak above its start sampled with psutil every 5 ms"},
-        "weights": sizes,
-        "arms": arms,
-        "summary": summary,
-        "targets_met": targets,
-        "gpu": "none: no GPU was lent to this session, so the ~0.5B-model GPU run was not done (this script "
-               "is CPU-only as written: process CPU time, RSS, TRL with use_cpu=True)",
+    results = {}
+    try:
+        for shape in shapes:
+            results[shape] = bench_shape(shape, args, work)
+            shutil.rmtree(work / shape, ignore_errors=True)  # an 8B model is 16 GB on disk, its adapters GBs more
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    out = Path(args.out or REPO / "bench" / "results" / ("finetune.json" if args.device == "cpu"
+                                                        else "finetune-gpu.json"))
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
+    record = {
+        "command": "python bench/bench_finetune.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "device": args.device, "device_name": device_name,
+        "setup": {"batch_size": args.batch_size, "rounds": args.rounds,
+                  "steps": "one epoch" if args.device == "cpu" else args.steps,
+                  "warmup": 0 if args.device == "cpu" else args.warmup,
+                  "ours": "finetune/recipes/tiny-cpu.yaml (QLoRA NF4, LoRA r 8)" if args.device == "cpu" else
+                          "QLoRA NF4 + double quant, LoRA r 64 alpha 16 all-linear, padding_free, gradient "
+                          "checkpointing, loss auto, attn sdpa",
+                  "trl": "SFTTrainer, default SFTConfig + the same BitsAndBytesConfig and LoraConfig",
+                  "throughput": "trained (non-padding) tokens per CPU-second of the training loop" if
+                                args.device == "cpu" else "trained (non-padding) tokens per second after warmup",
+                  "memory": "peak RSS of each arm's process (getrusage ru_maxrss)" if args.device == "cpu" else
+                            "torch.cuda.max_memory_allocated of each arm's process (loading included)",
+                  "mfu": "6 x parameters x trained tokens/s / the card's dense bf16 peak"},
+        "shapes": results,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+                    "torch": torch.__version__, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "seconds": round(time.perf_counter() - started, 1),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({"summary": summary, "targets_met": targets}, indent=2))
-    print(f"written to {out}")
+    out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({s: {"summary": r["summary"], "targets_met": r["targets_met"]} for s, r in results.items()},
+                     indent=2))
+    print(f"written to {out} after {record['seconds']:.0f} s")
     return 0
 
 

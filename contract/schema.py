@@ -19,7 +19,7 @@ Accepted record formats (auto-detected per record, or forced with ``fmt``):
   (default ``prompt``/``response``, ``completion`` also recognised)
 
 Containers (files, folders, Hub ids) are read by :mod:`contract.readers`. Every
-problem is a :class:`DataError` naming its place (``file:line`` or ``file record N``).
+problem is a :class:`DataError` naming its place (``file:line``, or ``file#n`` counted from 1).
 """
 
 from __future__ import annotations
@@ -58,8 +58,26 @@ FILE_SUFFIXES = {
 }
 
 
+def place(path: str | None, line: int | None = None, record: str | int | None = None) -> str:
+    """Where a record is: ``file:line`` (text containers), ``file#n`` (the n-th record of a JSON list,
+    Parquet file or dataset, counted from 1), plus ``record ID`` when a line's record has an id.
+
+    >>> place("a.jsonl", 3), place("a.json", record=2), place("a.jsonl", 1, "q-17"), place(None, record=4)
+    ('a.jsonl:3', 'a.json#2', 'a.jsonl:1 record q-17', 'record #4')
+    """
+    parts = []
+    if path is not None:
+        parts.append(path + (f":{line}" if line is not None else "")
+                     + (f"#{record}" if isinstance(record, int) and line is None else ""))
+    elif line is not None:
+        parts.append(f"line {line}")
+    if record is not None and not (isinstance(record, int) and path is not None and line is None):
+        parts.append(f"record #{record}" if isinstance(record, int) else f"record {record}")
+    return " ".join(parts)
+
+
 class DataError(ValueError):
-    """A problem with input data, naming the place: ``file:line``, record and what is wrong."""
+    """A problem with input data, naming the place: ``file:line`` or ``file#n`` (1-based), and what is wrong."""
 
     def __init__(self, problem: str, *, path: str | os.PathLike | None = None, line: int | None = None,
                  record: str | int | None = None):
@@ -71,14 +89,7 @@ class DataError(ValueError):
 
     @property
     def where(self) -> str:
-        parts = []
-        if self.path is not None:
-            parts.append(self.path + (f":{self.line}" if self.line is not None else ""))
-        elif self.line is not None:
-            parts.append(f"line {self.line}")
-        if self.record is not None:
-            parts.append(f"record {self.record}")
-        return " ".join(parts)
+        return place(self.path, self.line, self.record)
 
 
 # --------------------------------------------------------------------------- normalization
@@ -293,7 +304,8 @@ def record_to_example(record: Any, *, fmt: str = "auto", mapping: Mapping[str, s
             keys = ", ".join(sorted(map(str, record))) or "none"
             raise DataError(
                 f"unknown format (fields: {keys}); expected messages, conversations (ShareGPT or LIMA), "
-                "instruction/output (Alpaca) or prompt/response (give --field-map for other names)", **where)
+                "instruction/output (Alpaca) or prompt/response (other names need a field mapping: "
+                "`python -m curation ingest --field-map prompt=COLUMN,response=COLUMN`, or a pool's `mapping`)", **where)
         fmt = found
     elif fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: expected auto or one of {', '.join(FORMATS)}")
@@ -322,3 +334,71 @@ def _meta_of(meta: Any, where: dict) -> dict:
     if not isinstance(meta, Mapping):
         raise DataError(f"meta is {type(meta).__name__}, expected an object", **where)
     return dict(meta)
+
+
+# --------------------------------------------------------------------------- preference pairs
+
+
+PREFERENCE_KEYS = ("prompt", "chosen", "rejected")
+
+
+def _answer_turns(value: Any, key: str, where: dict) -> list[dict]:
+    """``chosen``/``rejected``: text, or a list of assistant turns (TRL's conversational format)."""
+    if isinstance(value, str):
+        value = [{"role": "assistant", "content": value}]
+    if not isinstance(value, list) or not value:
+        raise DataError(f"{key} is {type(value).__name__}, expected text or a list of assistant turns", **where)
+    turns = []
+    for turn in value:
+        if not isinstance(turn, Mapping) or normalize_role(turn.get("role"), where) != "assistant":
+            raise DataError(f"{key} must hold assistant turns only", **where)
+        content = turn.get("content")
+        if not isinstance(content, str) or not normalize_text(content):
+            raise DataError(f"{key}: empty assistant answer", **where)
+        turns.append({"role": "assistant", "content": normalize_text(content)})
+    return turns
+
+
+def preference_pair(record: Any, *, default_source: str = "unknown", where: dict | None = None) -> dict:
+    """One preference pair in TRL's conversational format, normalized::
+
+        {"id", "prompt": [turns ending with a user turn], "chosen": [assistant turn],
+         "rejected": [assistant turn], "source", "meta"}
+
+    ``prompt`` may be text (one user turn) or a list of turns; ``chosen``/``rejected`` text or a list of
+    assistant turns. ``id`` hashes the three, so the same pair from two files is one pair.
+
+    >>> p = preference_pair({"prompt": "Hi?", "chosen": "Hello!", "rejected": "No."})
+    >>> p["prompt"], p["chosen"], len(p["id"])
+    ([{'role': 'user', 'content': 'Hi?'}], [{'role': 'assistant', 'content': 'Hello!'}], 16)
+    """
+    where = dict(where or {})
+    if not isinstance(record, Mapping):
+        raise DataError(f"record is {type(record).__name__}, expected a JSON object", **where)
+    if record.get("id") is not None and where.get("record") is None:
+        where["record"] = record["id"]
+    missing = [k for k in PREFERENCE_KEYS if k not in record]
+    if missing:
+        raise DataError(f"not a preference pair: missing {', '.join(missing)} (expected prompt, chosen, rejected)",
+                        **where)
+    prompt = record["prompt"]
+    if isinstance(prompt, str):
+        prompt = [{"role": "user", "content": prompt}]
+    if not isinstance(prompt, list) or not prompt:
+        raise DataError("prompt is empty (expected text or a list of turns)", **where)
+    turns = []
+    for i, turn in enumerate(prompt):
+        if not isinstance(turn, Mapping) or not isinstance(turn.get("content"), str):
+            raise DataError(f"prompt turn {i} is not an object with role and text content", **where)
+        turns.append({"role": normalize_role(turn.get("role"), where), "content": normalize_text(turn["content"])})
+    if turns[-1]["role"] != "user" or not turns[-1]["content"]:
+        raise DataError("the prompt must end with a non-empty user turn", **where)
+    chosen = _answer_turns(record["chosen"], "chosen", where)
+    rejected = _answer_turns(record["rejected"], "rejected", where)
+    if chosen == rejected:
+        raise DataError("chosen and rejected are the same answer", **where)
+    payload = json.dumps([[[t["role"], t["content"]] for t in x] for x in (turns, chosen, rejected)],
+                         ensure_ascii=False, separators=(",", ":"))
+    source = record.get("source") if isinstance(record.get("source"), str) and record.get("source") else default_source
+    return {"id": hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16], "prompt": turns, "chosen": chosen,
+            "rejected": rejected, "source": source, "meta": _meta_of(record.get("meta"), where)}

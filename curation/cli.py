@@ -186,13 +186,14 @@ def _common(p: argparse.ArgumentParser, command: str, aliases: dict[str, str]) -
 ALIASES = {
     "score": {"decontaminate": "score.eval_prompts", "eval_prompts": "score.eval_prompts",
               "judge_base_url": "score.judge_base_url", "judge_model": "score.judge_model"},
+    "ingest": {"recursive": "ingest.recursive"},
     "push": {"budget": "select.budget"},
     "pull": {"unattended": "pull.unattended"},
     "select": {"budget": "select.budget", "strategy": "select.strategies"},
     "export": {"strategy": "export.strategy", "data_dir": "export.output_dir", "dev_fraction": "export.dev_fraction",
                "push_to_hub": "export.push_to_hub"},
 }
-ALIASES["run"] = {**ALIASES["score"], **ALIASES["push"], **ALIASES["pull"],
+ALIASES["run"] = {**ALIASES["ingest"], **ALIASES["score"], **ALIASES["push"], **ALIASES["pull"],
                   **{k: v for k, v in ALIASES["export"].items() if k != "strategy"}}
 
 
@@ -205,6 +206,9 @@ def add_pipeline_commands(subparsers) -> None:
         if command in ("ingest", "run"):
             p.add_argument("pools", nargs="*", help="candidate pools (files, folders of files, save_to_disk folders, "
                                                     "Hub ids); same as ingest.pools")
+            p.add_argument("--field-map", default=None, metavar="KEY=COLUMN,…",
+                           help="field names of prompt/response pools, e.g. prompt=question,response=answer "
+                                "(ingest.mapping; a recipe's pool object can give its own mapping)")
         if command in ("score", "run"):
             p.add_argument("--rate", action="store_true",
                            help="add the LLM quality rating with the 'quality-rating' judge (score.judge)")
@@ -240,29 +244,41 @@ def resolve_config(args) -> CurationConfig:
     ws = _workspace_of(args)
     if ws:
         overrides["workspace"] = ws
+    if getattr(args, "field_map", None):
+        overrides["ingest.mapping"] = parse_field_map(args.field_map)
     cfg = resolve(args.config, overrides, workspace=ws)
-    if cfg.ingest.pools:
-        cfg.ingest.pools = expand_pools(cfg.ingest.pools)
+    absolute_paths(cfg)
     return cfg
 
 
-def expand_pools(pools: list) -> list:
-    """A plain folder of data files stands for its .jsonl/.json/.parquet/.csv files (sorted, not recursive)."""
-    out: list = []
-    for pool in pools:
-        path = pool if isinstance(pool, str) else pool.get("path")
-        p = Path(str(path))
-        is_dataset = p.is_dir() and any((p / f).exists() for f in ("dataset_info.json", "dataset_dict.json",
-                                                                   "state.json"))
-        if p.is_dir() and not is_dataset:
-            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in
-                           (".jsonl", ".json", ".parquet", ".csv", ".ndjson"))
-            if not files:
-                raise FileNotFoundError(f"pool folder {p} holds no .jsonl/.json/.parquet/.csv files")
-            for f in files:
-                out.append(str(f) if isinstance(pool, str) else {**pool, "path": str(f)})
-        else:
-            out.append(pool)
+def absolute_paths(cfg: CurationConfig) -> None:
+    """Local paths become absolute, so the saved config works from any folder (Hub ids stay as they are)."""
+    from curation.ingest import looks_local
+
+    def fix(path: str) -> str:
+        return str(Path(path).expanduser().resolve()) if path and looks_local(path) else path
+
+    cfg.ingest.pools = [fix(p) if isinstance(p, str) else {**p, "path": fix(str(p.get("path", "")))}
+                        if isinstance(p, dict) and p.get("path") else p for p in cfg.ingest.pools]
+    cfg.score.eval_prompts = [fix(str(p)) for p in cfg.score.eval_prompts]
+    cfg.export.output_dir = str(Path(cfg.export.output_dir).expanduser().resolve())
+
+
+def parse_field_map(text: str) -> dict[str, str]:
+    """``prompt=question,response=answer`` → ``{"prompt": "question", "response": "answer"}``.
+
+    >>> parse_field_map("prompt=question, response=answer")
+    {'prompt': 'question', 'response': 'answer'}
+    """
+    out = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise ValueError(f"--field-map expects KEY=COLUMN[,KEY=COLUMN…] (keys: prompt, response, system), got "
+                             f"{text!r}")
+        k, v = part.split("=", 1)
+        out[k.strip()] = v.strip()
     return out
 
 
@@ -300,9 +316,11 @@ def _dispatch(args) -> int:
 
 
 def _msg(err: BaseException) -> str:
-    if isinstance(err, cc.ConfigError):
+    if isinstance(err, cc.ConfigError) or not isinstance(err, KeyError):
         return str(err)
-    return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    # a bare KeyError names only a key (an id, a hash): say what it is and what to do
+    return (f"{type(err).__name__}: {err.args[0] if err.args else ''!r} is missing: the workspace's files are out of "
+            "step with each other; re-run the steps from `ingest` with --force (and report this as a bug)")
 
 
 def cmd_ingest(cfg, ws, args) -> int:
@@ -393,11 +411,43 @@ STEPS = {"ingest": cmd_ingest, "score": cmd_score, "push": cmd_push, "pull": cmd
          "export": cmd_export}
 
 
+def add_shards_command(subparsers) -> None:
+    from curation import shards
+
+    p = subparsers.add_parser("shards", help="per-record signals and MinHash over Parquet shards, mapped by Dask "
+                                             "(for pools that outgrow one machine)",
+                              description=shards.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _workspace_arg(p)
+    p.add_argument("--workers", type=int, default=2, help="local Dask worker processes (default 2)")
+    p.add_argument("--scheduler", default="", help="address of an existing Dask scheduler, e.g. tcp://host:8786 "
+                                                   "(default: a local cluster of --workers processes)")
+    p.add_argument("--rows", type=int, default=50_000, help="records per shard (default 50,000)")
+    p.set_defaults(func=cmd_shards)
+
+
+def cmd_shards(args) -> int:
+    from curation import shards
+    from curation.workspace import StaleError, Workspace
+
+    ws_path = _workspace_of(args) or "workspace"
+    try:
+        cfg = resolve(None, {"workspace": ws_path}, workspace=ws_path)
+        ws = Workspace(cfg.workspace)
+        with ws.lock("shards"):
+            print(shards.summary(shards.run(ws, cfg.score, workers=args.workers, scheduler=args.scheduler,
+                                            rows=args.rows)))
+    except (ValueError, FileNotFoundError, StaleError, OSError) as err:
+        print(f"error: {_msg(err)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m curation", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     add_server_commands(subparsers)
     add_pipeline_commands(subparsers)
+    add_shards_command(subparsers)
     return parser
 
 

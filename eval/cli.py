@@ -7,17 +7,20 @@ import sys
 
 from contract import config as cc
 
-from .config import GenerateConfig, JudgeArgs, ReportArgs, add_arguments, from_namespace
+from .config import GenerateConfig, JudgeArgs, PairsArgs, ReportArgs, add_arguments, from_namespace
 
 DESCRIPTION = """\
 Pairwise evaluation: generate answers, judge them against a reference (LLM judges in both orders,
 or humans in a blind A/B Argilla dataset), and write a report. Files and schemas: eval/README.md.
 
   python -m eval generate --model M [--adapter DIR] --prompts P.jsonl --out cand.jsonl
+  python -m eval generate --backend openai --model gpt-4o --prompts mt-bench --out ref.jsonl
   python -m eval judge --judge lima-three-way --a cand.jsonl --b ref.jsonl --out judgments.jsonl
+  python -m eval judge --judge mtbench-single --a cand.jsonl --out grades.jsonl
   python -m eval judge --backend human push --a cand.jsonl --b ref.jsonl --dataset eval-ab
   python -m eval judge --backend human pull --dataset eval-ab --out judgments-human.jsonl
   python -m eval report --judgments judgments*.jsonl --out report/
+  python -m eval pairs --judgments judgments*.jsonl --edits data/NAME/train.jsonl --out pairs.jsonl
   python -m eval run --config eval/runs/demo.yaml
 """
 
@@ -26,7 +29,9 @@ LLM backends read the endpoint from the environment: EVAL_JUDGE_BASE_URL (or OPE
 EVAL_JUDGE_MODEL, and the key from EVAL_JUDGE_API_KEY (or OPENAI_API_KEY) — keys are never taken
 from flags, written to files or logged. vLLM, llama.cpp and Ollama servers work (base URL …/v1).
 Every pair is judged twice with the answers swapped; a verdict that flips is a tie (inconsistent).
-Replies are cached (--cache-dir): an interrupted run resumes and a re-run makes no requests.
+Single-answer judges (mtbench-single) grade --a alone. Two-turn prompts are judged turn by turn.
+Replies are cached (--cache-dir), "no verdict" too: an interrupted run resumes and a re-run makes no
+requests (--retry-unparseable asks the unparseable ones again).
 
 Human backend:  --backend human push  creates/extends the blind A/B dataset in Argilla;
                 --backend human pull  writes the un-blinded votes as judgments.
@@ -34,19 +39,22 @@ Argilla is found through --workspace (the curation workspace's credentials) or
 ARGILLA_API_URL / ARGILLA_API_KEY.
 
 Exit codes: 0 done (also when --max-cost stopped the run: what was judged is written),
-1 too many unparseable verdicts (the judgments are still written), 2 bad setup (key, model, files).
+1 failed: too many unparseable verdicts, or fewer than --min-verdicts of the pairs asked got a verdict
+(the judgments are still written), 2 bad setup (key, model, files).
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,judge,report,run}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,judge,report,pairs,run}")
 
-    p = sub.add_parser("generate", help="answers from a model (or an outputs file) to generations.jsonl")
+    p = sub.add_parser("generate", help="answers from a model, an OpenAI-compatible endpoint or an outputs file "
+                                        "to generations.jsonl")
     add_arguments(p, GenerateConfig)
 
-    p = sub.add_parser("judge", help="judge A against B pairwise (LLM in both orders, or humans via Argilla)",
+    p = sub.add_parser("judge", help="judge A against B pairwise (LLM in both orders, or humans via Argilla), "
+                                     "or grade A's answers alone (mtbench-single)",
                        epilog=JUDGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", nargs="?", choices=["push", "pull"],
                    help="human backend only: push the blind A/B dataset, or pull the votes")
@@ -55,13 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="judgments to report.html + report.md")
     add_arguments(p, ReportArgs)
 
+    p = sub.add_parser("pairs", help="judgments, human votes and curator edits to preference pairs (for DPO)")
+    add_arguments(p, PairsArgs)
+
     p = sub.add_parser("run", help="generate, judge and report in one command from a YAML file")
     p.add_argument("--config", required=True, help="the run's YAML file (see eval/README.md and eval/runs/)")
     p.add_argument("--dry-run", action="store_true", help="validate the file and print the steps, run nothing")
     return parser
 
 
-COMMAND_CONFIG = {"generate": GenerateConfig, "judge": JudgeArgs, "report": ReportArgs}
+COMMAND_CONFIG = {"generate": GenerateConfig, "judge": JudgeArgs, "report": ReportArgs, "pairs": PairsArgs}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,9 +84,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.command == "generate":
+            from judging import FatalBackendError
+
             from . import generate
 
-            generate.main(from_namespace(GenerateConfig, args))
+            try:
+                generate.main(from_namespace(GenerateConfig, args))
+            except generate.GenerationIncomplete as err:
+                print(f"failed: {err}", file=sys.stderr)
+                return 1
+            except FatalBackendError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
             return 0
         if args.command == "judge":
             from .judge import main as judge
@@ -86,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
 
             report.main(from_namespace(ReportArgs, args))
             return 0
+        if args.command == "pairs":
+            from . import pairs
+
+            return pairs.main(from_namespace(PairsArgs, args))
         if args.command == "run":
             from . import run
 

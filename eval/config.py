@@ -23,9 +23,14 @@ def _f(default: Any, help: str, *, required: bool = False, nargs: str | None = N
 
 @dataclass
 class GenerateConfig:
-    prompts: str = _f("", "Prompt file, JSONL or JSON: {id, prompt|instruction, category} (AlpacaEval's format too).", required=True)
+    prompts: str = _f("", "Prompt file, JSONL or JSON: {id, prompt|instruction|turns, category} (AlpacaEval's and "
+                          "MT-Bench's formats too), or a built-in set: mt-bench (80 two-turn questions).", required=True)
     out: str = _f("", "generations.jsonl to write; prompts already in it are skipped (resume).", required=True)
-    model: str = _f("", "Model folder or Hub id (the base when --adapter is given).")
+    backend: str = _f("hf", "hf (a local transformers model, batched), openai (any OpenAI-compatible endpoint: an API "
+                            "model, a vLLM or llama.cpp server) or vllm (vLLM in this process, on a GPU).",
+                      choices=("hf", "openai", "vllm"))
+    model: str = _f("", "hf/vllm: model folder or Hub id (the base when --adapter is given); openai: the endpoint's "
+                        "model name (e.g. gpt-4o).")
     adapter: str = _f("", "PEFT adapter folder (a finetune run folder works: its adapter is found inside).")
     outputs: str = _f("", "Instead of a model: a file of existing outputs (AlpacaEval's {instruction, output, "
                           "generator}, or generations.jsonl) to use as this side's answers.")
@@ -46,18 +51,36 @@ class GenerateConfig:
     limit: int = _f(0, "Use only the first N prompts (0: all).")
     device: str = _f("auto", "auto, cpu, cuda, cuda:1, mps …")
     progress: bool = _f(True, "Show a progress bar.")
+    # openai backend (the judge engine's runner: cache, concurrency, retries, budget)
+    base_url: str = _f("", "openai: the endpoint (env EVAL_GEN_BASE_URL, then OPENAI_BASE_URL; unset: api.openai.com). "
+                           "The key is read from EVAL_GEN_API_KEY or OPENAI_API_KEY, never from a flag.",
+                       group="openai")
+    concurrency: int = _f(8, "openai: requests in flight at once.", group="openai")
+    max_cost: float = _f(0.0, "openai: stop cleanly once this many USD are spent (0: no cap); the answers so far are "
+                              "written and a re-run finishes.", group="openai")
+    price_input: Optional[float] = _f(None, "openai: USD per million prompt tokens (env EVAL_GEN_PRICE_INPUT).",
+                                      group="openai")
+    price_output: Optional[float] = _f(None, "openai: USD per million completion tokens (env EVAL_GEN_PRICE_OUTPUT).",
+                                       group="openai")
+    timeout: float = _f(120.0, "openai: seconds per request before it is retried.", group="openai")
+    max_retries: int = _f(6, "openai: retries per request on 429, 5xx and timeouts (the openai client's).",
+                          group="openai")
+    cache_dir: str = _f("", "openai: reply cache folder (default ~/.cache/curated-align/generate).", group="openai")
+    no_cache: bool = _f(False, "openai: do not read or write the cache.", group="openai")
 
 
 @dataclass
 class JudgeArgs:
     a: str = _f("", "generations.jsonl of the system under test (A: the verdict is from its side).")
-    b: str = _f("", "generations.jsonl of the reference (B), or AlpacaEval outputs.")
+    b: str = _f("", "generations.jsonl of the reference (B), or AlpacaEval outputs. Not for single-answer "
+                    "(pointwise) judges such as mtbench-single, which grade --a alone.")
     out: str = _f("", "judgments.jsonl to write (LLM judges, and human pull).")
     judge: str = _f("lima-three-way", "Judge name (a folder of judging/judges) or a judge folder path.")
     backend: Optional[str] = _f(None, "openai (any OpenAI-compatible endpoint), transformers (alias local) or human "
                                       "(Argilla). Default: the judge folder's backend block, else openai.",
                                 choices=("openai", "transformers", "local", "human"))
-    model: str = _f("", "Judge model: the endpoint's model name (env EVAL_JUDGE_MODEL), or a local path for transformers.")
+    model: str = _f("", "Judge model: the endpoint's model name (env EVAL_JUDGE_MODEL), or a local path for transformers.",
+                    aliases=("judge_model",))
     base_url: str = _f("", "OpenAI-compatible base URL (env EVAL_JUDGE_BASE_URL, then OPENAI_BASE_URL). The key is "
                            "read from EVAL_JUDGE_API_KEY or OPENAI_API_KEY, never from a flag.")
     judge_adapter: str = _f("", "transformers: a PEFT adapter for the judge model.")
@@ -78,8 +101,14 @@ class JudgeArgs:
                                           "backend block, else 6.")
     max_unparseable: Optional[float] = _f(None, "Fail when more than this fraction of pairs has no parseable "
                                                 "verdict. Default: the judge config's max_unparseable.")
+    min_verdicts: float = _f(0.9, "Fail (exit 1, the summary says why) when fewer than this share of the pairs "
+                                  "asked got a verdict; pairs the --max-cost budget left out do not count.")
     cache_dir: str = _f("", "Judgment cache folder (default ~/.cache/curated-align/judge).")
     no_cache: bool = _f(False, "Do not read or write the cache.")
+    retry_unparseable: bool = _f(False, "Ask again the requests whose cached outcome is 'no verdict' (by default a "
+                                        "re-run takes them from the cache and makes no request).")
+    turns: list = _f([], "Turns of multi-turn prompts to judge, e.g. 1 2 (default: every turn both sides answered; "
+                         "later turns need a judge with a multi-turn prompt).")
     limit: int = _f(0, "Judge only the first N pairs (0: all).")
     progress: bool = _f(True, "Show a progress bar.")
     # human (Argilla) backend
@@ -100,6 +129,19 @@ class ReportArgs:
     samples: int = _f(6, "Sample pairs shown per judge.")
     bootstrap: int = _f(2000, "Paired-bootstrap resamples for the win-rate interval.")
     seed: int = _f(0, "Seed of the bootstrap and of the sample choice.")
+
+
+@dataclass
+class PairsArgs:
+    out: str = _f("", "Preference pairs to write (JSONL: prompt/chosen/rejected messages, id, source, meta).",
+                  required=True)
+    judgments: list = _f([], "judgments.jsonl files from eval judge (LLM: order-consistent verdicts only; human "
+                             "A/B: the majority vote).")
+    edits: list = _f([], "Curation exports (data/<name>/train.jsonl): an answer a curator edited is chosen over "
+                         "the original.")
+    scored: list = _f([], "Files of scored answers per prompt ({id, prompt, candidates: [{output, score}]}): the "
+                          "best over the worst.")
+    min_margin: float = _f(1.0, "--scored: smallest score difference between chosen and rejected.")
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls) -> None:

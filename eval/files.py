@@ -1,9 +1,13 @@
 """Reading and writing eval's files: prompts, generations, judgments (schemas in eval/README.md).
 
-- Prompt file (JSONL or JSON): ``{"id", "prompt" | "instruction" (+ "input"), "category", "reference"?}``;
-  AlpacaEval's evaluation set (``instruction``, ``dataset``) is read as is.
-- generations.jsonl: ``{"id", "prompt", "category", "output", "generator", "model", "adapter", "config"}``;
-  AlpacaEval's model outputs (``{"instruction", "output", "generator"}``) are read as generations too.
+- Prompt file (JSONL or JSON): ``{"id", "prompt" | "instruction" (+ "input") | "turns", "category",
+  "reference"?}``; AlpacaEval's evaluation set (``instruction``, ``dataset``) and MT-Bench's questions
+  (``question_id``, ``turns``) are read as they are. A built-in set is named instead of a path
+  (:data:`BUILTIN_PROMPTS`: ``mt-bench``).
+- generations.jsonl: ``{"id", "prompt", "category", "output", "generator", "model", "adapter", "config"}``,
+  plus ``turns`` and ``outputs`` (one answer per turn) for multi-turn prompts (``output`` is the first
+  turn's answer); AlpacaEval's model outputs (``{"instruction", "output", "generator"}``) are read as
+  generations too.
 - judgments.jsonl: one row per pair and judge (see ``eval/README.md``).
 
 Every problem names its place (``file:line``).
@@ -63,15 +67,47 @@ def read_records(path: str | Path) -> list[dict]:
     return rows
 
 
+BENCHMARKS_DIR = Path(__file__).resolve().parent / "benchmarks"
+BUILTIN_PROMPTS = {
+    "mt-bench": BENCHMARKS_DIR / "mt_bench" / "question.jsonl",
+}
+"""Prompt sets that ship with eval, selectable by name (``--prompts mt-bench``)."""
+BUILTIN_REFERENCES = {
+    "mt-bench": BENCHMARKS_DIR / "mt_bench" / "reference_answer_gpt-4.jsonl",
+}
+"""Reference answers of a built-in set (FastChat's ``reference_answer/gpt-4.jsonl`` format)."""
+
+
+def resolve_prompts(name_or_path: str | Path) -> Path:
+    """A built-in prompt set's file (``mt-bench``), or the path as given."""
+    key = str(name_or_path).strip().lower().replace("_", "-")
+    return BUILTIN_PROMPTS.get(key, Path(name_or_path))
+
+
 @dataclass
 class Prompt:
     id: str
     prompt: str
     category: str = "general"
-    reference: str | None = None
+    reference: str | list[str] | None = None
+    """A reference answer; for multi-turn prompts, one per turn."""
+    turns: list[str] | None = None
+    """The user's messages of a multi-turn prompt (``prompt`` is the first); None for a single turn."""
+
+    @property
+    def messages(self) -> list[str]:
+        return self.turns or [self.prompt]
+
+    def reference_for(self, turn: int) -> str | None:
+        if isinstance(self.reference, list):
+            return self.reference[turn - 1] if len(self.reference) >= turn else None
+        return self.reference if turn == 1 else None
 
 
 def _prompt_text(row: dict) -> str | None:
+    turns = row.get("turns")
+    if isinstance(turns, list) and turns and all(isinstance(t, str) for t in turns):
+        return turns[0]
     if isinstance(row.get("prompt"), str):
         return row["prompt"]
     if isinstance(row.get("instruction"), str):
@@ -86,24 +122,45 @@ def _prompt_text(row: dict) -> str | None:
 
 
 def load_prompts(path: str | Path, limit: int | None = None) -> list[Prompt]:
+    """Prompts from a file, or a built-in set by name (``mt-bench``: 80 two-turn questions with GPT-4
+    reference answers for math, reasoning and coding)."""
+    builtin = str(path).strip().lower().replace("_", "-")
+    path = resolve_prompts(path)
     problems, out, seen = [], [], set()
     for n, row in enumerate(read_records(path), 1):
         text = _prompt_text(row)
         if not text or not text.strip():
-            problems.append(f"{path} record {n}: no 'prompt', 'instruction' or user message")
+            problems.append(f"{path} record {n}: no 'prompt', 'instruction', 'turns' or user message")
             continue
-        pid = str(row.get("id") or prompt_id(text))
+        pid = str(row.get("id") or row.get("question_id") or prompt_id(text))
         if pid in seen:
             problems.append(f"{path} record {n}: duplicate id {pid!r}")
             continue
         seen.add(pid)
         category = row.get("category") or row.get("dataset") or "general"
-        out.append(Prompt(pid, text, str(category), row.get("reference")))
+        turns = row.get("turns") if isinstance(row.get("turns"), list) and len(row["turns"]) > 1 else None
+        out.append(Prompt(pid, text, str(category), row.get("reference"), turns))
     if problems:
         raise ValueError(f"{len(problems)} problem(s) in the prompt file:\n  " + "\n  ".join(problems[:20]))
     if not out:
         raise ValueError(f"{path}: no prompts")
+    if builtin in BUILTIN_REFERENCES:
+        refs = load_reference_answers(BUILTIN_REFERENCES[builtin])
+        for p in out:
+            if p.id in refs:
+                p.reference = refs[p.id] if p.turns else refs[p.id][0]
     return out[:limit] if limit else out
+
+
+def load_reference_answers(path: str | Path) -> dict[str, list[str]]:
+    """FastChat's reference answers (``{"question_id", "choices": [{"turns": [...]}]}``) by question id."""
+    out = {}
+    for n, row in enumerate(read_records(path), 1):
+        choices = row.get("choices") or []
+        if "question_id" not in row or not choices or not isinstance(choices[0].get("turns"), list):
+            raise ValueError(f"{path} record {n}: expected question_id and choices[0].turns")
+        out[str(row["question_id"])] = [str(t) for t in choices[0]["turns"]]
+    return out
 
 
 def load_generations(path: str | Path) -> list[dict]:
@@ -114,8 +171,13 @@ def load_generations(path: str | Path) -> list[dict]:
         if text is None or not isinstance(row.get("output"), str):
             problems.append(f"{path} record {n}: needs a prompt ('prompt' or 'instruction') and an 'output'")
             continue
+        turns, outputs = row.get("turns"), row.get("outputs")
+        multi = isinstance(turns, list) and isinstance(outputs, list) and len(turns) > 1
+        if multi and (len(outputs) > len(turns) or not all(isinstance(o, str) for o in outputs)):
+            problems.append(f"{path} record {n}: 'outputs' must be one answer (text) per turn")
+            continue
         rows.append({
-            "id": str(row.get("id") or prompt_id(text)),
+            "id": str(row.get("id") or row.get("question_id") or prompt_id(text)),
             "prompt": text,
             "category": str(row.get("category") or row.get("dataset") or "general"),
             "output": row["output"],
@@ -124,6 +186,7 @@ def load_generations(path: str | Path) -> list[dict]:
             "adapter": row.get("adapter"),
             "config": row.get("config") or {},
             **({"reference": row["reference"]} if row.get("reference") else {}),
+            **({"turns": turns, "outputs": outputs} if multi else {}),
         })
     if problems:
         raise ValueError(f"{len(problems)} problem(s) in {path}:\n  " + "\n  ".join(problems[:20]))

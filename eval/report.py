@@ -3,19 +3,20 @@
     python -m eval report --judgments judgments-llm.jsonl judgments-human.jsonl --out report/ \\
         --manifest data/lima/manifest.json --run-dir runs/lima
 
-One comparison = one judge on one (A, B) pair of systems. For each: LIMA's
-win/tie/loss bars, the win rate (ties half) with Wilson and paired-bootstrap
-95 % intervals, a sign-test p-value, a length-controlled win rate fitted on
-these prompts, the judge's position consistency, per-category results,
-length statistics and sample pairs. Then human–LLM agreement on the pairs
-both judged, and provenance.
+One comparison = one judge on one (A, B) pair of systems. The report opens with one sentence per
+comparison (who won, by how much, how sure, by which judge — or that the judge cannot be trusted), with
+its warnings. Then for each: LIMA's win/tie/loss bars, the win rate (ties half; scores and weights for
+logprob and five-point judges) with paired-bootstrap (primary) and Wilson 95 % intervals, a sign-test
+p-value, a length-controlled win rate with its bootstrap interval (or why length cannot be controlled),
+the judge's position consistency, per-category and per-turn results, length statistics and sample
+pairs; human–LLM agreement on the pairs both judged; single-answer grades (MT-Bench) per system, turn
+and category; and provenance.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import io
 import json
 import random
 import subprocess
@@ -25,11 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean, median
 
-from . import stats
+from . import charts, grades, headline, leaderboard, stats
 from .config import ReportArgs
 from .files import read_records, sha256_file
-
-COLORS = {"win": "#2e7d32", "tie": "#9e9e9e", "loss": "#c62828"}
 
 
 @dataclass
@@ -62,8 +61,11 @@ def load_judgments(paths: list[str]) -> list[dict]:
 
 
 def group(rows: list[dict]) -> list[Comparison]:
+    """Pairwise rows into comparisons (single-answer grades are :mod:`eval.grades`')."""
     out: dict[tuple, Comparison] = {}
     for r in rows:
+        if r.get("mode") == "single":
+            continue
         kind = r.get("judge_kind") or ("human" if r.get("judge") == "human" else "llm")
         judge = r.get("judge") or "?"
         label = "human" if kind == "human" else f"{judge} ({r.get('backend', '?')})"
@@ -77,32 +79,74 @@ def group(rows: list[dict]) -> list[Comparison]:
     return sorted(out.values(), key=lambda c: c.kind == "human")
 
 
+def row_key(r: dict) -> tuple[str, int]:
+    """A judgment's identity: the prompt and the turn (1 for single-turn prompts)."""
+    return (r["id"], int(r.get("turn") or 1))
+
+
+def status(r: dict) -> str:
+    """ok, unparseable, failed, budget or error (files written before statuses existed: from the verdict)."""
+    if r.get("status"):
+        return r["status"]
+    if r.get("verdict") in stats.SCORE:
+        return "ok"
+    error = r.get("error") or ""
+    return "budget" if error.startswith("not judged") else "unparseable" if error.startswith("unparseable") else "failed"
+
+
 def _len(text: str | None) -> int:
     return len(text or "")
 
 
-def analyse(c: Comparison, n_boot: int, seed: int) -> dict:
+def _quality(rows: list[dict]) -> dict:
+    """Empty and truncated answers on each side."""
+    out = {}
+    for side in ("a", "b"):
+        out[f"empty_{side}"] = sum(1 for r in rows if not (r.get(f"output_{side}") or "").strip())
+        out[f"truncated_{side}"] = sum(1 for r in rows if ((r.get(side) or {}).get("config") or {}).get("hit_max_new_tokens"))
+    return out
+
+
+def analyse(c: Comparison, n_boot: int, seed: int, difficulty: dict | None = None) -> dict:
+    """Every number of one comparison; every key is present (None where it cannot be computed)."""
     judged = c.judged
     verdicts = [r["verdict"] for r in judged]
     la = [_len(r.get("output_a")) for r in judged]
     lb = [_len(r.get("output_b")) for r in judged]
-    s = stats.summarize(verdicts, la, lb, n_boot=n_boot, seed=seed)
-    s.update(judge=c.judge, kind=c.kind, a=c.a, b=c.b, key=c.key, pairs=len(c.rows))
+    scores = [r["score"] if r.get("score") is not None else stats.SCORE[r["verdict"]] for r in judged]
+    weights = [float(r.get("weight") or 1.0) for r in judged]
+    has_scores = any(r.get("score") is not None and r["score"] != stats.SCORE[r["verdict"]] for r in judged)
+    turns = sorted({int(r.get("turn") or 1) for r in c.rows})
+    clusters = [r["id"] for r in judged] if len(turns) > 1 else None
+    diff = [difficulty.get(row_key(r), 0.0) for r in judged] if difficulty else None
+    s = stats.summarize(verdicts, la, lb, n_boot=n_boot, seed=seed, scores=scores if has_scores else None,
+                        weights=weights if any(w != 1 for w in weights) else None, clusters=clusters, difficulty=diff)
+    s.update(judge=c.judge, kind=c.kind, a=c.a, b=c.b, key=c.key, pairs=len(c.rows),
+             prompts=len({r["id"] for r in c.rows}), turns=len(turns), difficulty_term=diff is not None)
+    statuses = [status(r) for r in c.rows]
     s["not_judged"] = len(c.rows) - len(judged)
-    s["budget_skipped"] = sum(1 for r in c.rows if r.get("verdict") is None and "budget" in (r.get("error") or ""))
-    s["unparseable_pairs"] = sum(1 for r in c.rows if r.get("verdict") is None and (r.get("error") or "").startswith("unparseable"))
+    s["budget_skipped"] = statuses.count("budget")
+    s["unparseable_pairs"] = statuses.count("unparseable")
+    s["failed_pairs"] = statuses.count("failed") + statuses.count("error")
     s["parse_failures"] = sum(int(r.get("parse_failures") or 0) for r in c.rows)
     s["cost"] = sum(float(r.get("cost") or 0) for r in c.rows)
+    # humans cost nothing; LLM rows written before costs were split have no "spent": unknown
+    s["spent"] = (sum(float(r.get("spent") or 0) for r in c.rows)
+                  if c.kind == "human" or all("spent" in r for r in c.rows) else None)
     s["tokens"] = sum(sum((r.get("tokens") or {}).values()) for r in c.rows)
+    s["quality"] = _quality(c.rows)
+    info = next((r.get("judge_model") for r in c.rows if r.get("judge_model")), None) or {}
+    s["judge_parameters"] = info.get("parameters") if info.get("kind") == "transformers" else None
+    s.update(consistency=None, inconsistent=None, prefers_first=None, prefers_second=None, votes=None,
+             annotators=None, inter_annotator=None)
     if c.kind == "llm" and judged:
-        consistent = [r for r in judged if r.get("consistent")]
         inconsistent = [r for r in judged if r.get("consistent") is False]
-        first = sum(1 for r in inconsistent if [o.get("raw") for o in r.get("orders", [])] == ["A", "A"])
-        second = sum(1 for r in inconsistent if [o.get("raw") for o in r.get("orders", [])] == ["B", "B"])
-        s["consistency"] = len(consistent) / len(judged)
+        # the same position preferred in both orders: A's verdict flips from win (A first) to loss (B first)
+        views = [[o.get("verdict") for o in r.get("orders", [])] for r in inconsistent]
+        s["consistency"] = sum(1 for r in judged if r.get("consistent")) / len(judged)
         s["inconsistent"] = len(inconsistent)
-        s["prefers_first"] = first
-        s["prefers_second"] = second
+        s["prefers_first"] = sum(1 for v in views if v == ["win", "loss"])
+        s["prefers_second"] = sum(1 for v in views if v == ["loss", "win"])
     if c.kind == "human":
         votes = [r.get("votes") or [] for r in c.rows]
         s["votes"] = sum(len(v) for v in votes)
@@ -113,24 +157,16 @@ def analyse(c: Comparison, n_boot: int, seed: int) -> dict:
             v2 = [vs[1]["verdict"] for vs in overlap]
             s["inter_annotator"] = {"n": len(overlap), "kappa": stats.cohen_kappa(v1, v2),
                                     "tie_discounted_accuracy": stats.tie_discounted_accuracy(v1, v2)}
-    by_cat: dict[str, list[str]] = defaultdict(list)
-    for r in judged:
-        by_cat[r.get("category") or "general"].append(r["verdict"])
-    s["categories"] = {
-        cat: {"n": len(v), "win": v.count("win"), "tie": v.count("tie"), "loss": v.count("loss"),
-              "win_rate": stats.win_rate(v)}
-        for cat, v in sorted(by_cat.items())
-    }
+    s["categories"] = _breakdown(judged, lambda r: r.get("category") or "general")
+    s["per_turn"] = _breakdown(judged, lambda r: int(r.get("turn") or 1)) if len(turns) > 1 else {}
+    s["lengths"] = None
     if judged:
         diffs = [x - y for x, y in zip(la, lb)]
-        longer_wins = [r for r, d in zip(judged, diffs) if d != 0]
+        decisive = [(r, d) for r, d in zip(judged, diffs) if d != 0 and r["verdict"] != "tie"]
         s["lengths"] = {
             "mean_a": mean(la), "mean_b": mean(lb), "median_a": median(la), "median_b": median(lb),
             "a_longer": sum(d > 0 for d in diffs) / len(diffs),
-            "longer_preferred": (
-                sum(1 for r, d in zip(judged, diffs) if d != 0 and (r["verdict"] == "win") == (d > 0) and r["verdict"] != "tie")
-                / max(1, sum(1 for r in longer_wins if r["verdict"] != "tie"))
-            ),
+            "longer_preferred": sum(1 for r, d in decisive if (r["verdict"] == "win") == (d > 0)) / max(1, len(decisive)),
         }
     s["judge_notes"] = _judge_notes(c)
     s["system_notes"] = _system_notes(c)
@@ -162,6 +198,34 @@ def _system_notes(c: Comparison) -> list[str]:
     return notes
 
 
+def _breakdown(rows: list[dict], key) -> dict:
+    by: dict = defaultdict(list)
+    for r in rows:
+        by[key(r)].append(r["verdict"])
+    return {k: {"n": len(v), "win": v.count("win"), "tie": v.count("tie"), "loss": v.count("loss"),
+                "win_rate": stats.win_rate(v)} for k, v in sorted(by.items())}
+
+
+def difficulty_terms(comparisons: list[Comparison]) -> dict[str, dict]:
+    """AlpacaEval 2's instruction-difficulty term where one judge compared several systems with the same
+    reference: for each such comparison, each prompt's difficulty from the other systems' scores on it."""
+    families: dict[tuple, list[Comparison]] = defaultdict(list)
+    for c in comparisons:
+        if c.kind == "llm":
+            families[(c.judge, c.b)].append(c)
+    out = {}
+    for fam in families.values():
+        if len({c.a for c in fam}) < 2:
+            continue
+        by_system = {c.a: {"\x00".join(map(str, row_key(r))): (r["score"] if r.get("score") is not None
+                                                               else stats.SCORE[r["verdict"]]) for r in c.judged}
+                     for c in fam}
+        for c in fam:
+            d = stats.instruction_difficulty(by_system, c.a)
+            out[c.key] = {row_key(r): d.get("\x00".join(map(str, row_key(r))), 0.0) for r in c.judged}
+    return out
+
+
 def _judge_notes(c: Comparison) -> list[str]:
     notes = []
     first = c.rows[0] if c.rows else {}
@@ -188,8 +252,8 @@ def agreements(comparisons: list[Comparison]) -> list[dict]:
         for y in comparisons[i + 1:]:
             if (x.a, x.b) != (y.a, y.b):
                 continue
-            vx = {r["id"]: r["verdict"] for r in x.judged}
-            vy = {r["id"]: r["verdict"] for r in y.judged}
+            vx = {row_key(r): r["verdict"] for r in x.judged}
+            vy = {row_key(r): r["verdict"] for r in y.judged}
             shared = sorted(set(vx) & set(vy))
             if not shared:
                 continue
@@ -208,114 +272,23 @@ def agreements(comparisons: list[Comparison]) -> list[dict]:
     return out
 
 
-# ---------------------------------------------------------------------------------------------- charts
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
-
-
-def chart_bars(results: list[dict]) -> bytes:
-    """LIMA's figure 1: one horizontal bar per comparison, win / tie / loss shares."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = [f"{r['a']} vs {r['b']}\n{r['judge']}" for r in results]
-    fig, ax = plt.subplots(figsize=(8.5, 0.75 * len(results) + 1.2))
-    for i, r in enumerate(results):
-        n = max(1, r["n"])
-        left = 0.0
-        for k in ("win", "tie", "loss"):
-            share = r[k] / n
-            ax.barh(i, share, left=left, color=COLORS[k], edgecolor="white",
-                    label={"win": "A wins", "tie": "Tie", "loss": "B wins"}[k] if i == 0 else None)
-            if share >= 0.06:
-                ax.text(left + share / 2, i, f"{share:.0%}", ha="center", va="center", color="white", fontsize=9)
-            left += share
-    ax.set_yticks(range(len(results)), labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("share of prompts")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
-    ax.set_title("Preference of A over B (LIMA figure 1 style)", pad=28)
-    fig.tight_layout()
-    data = _png(fig)
-    plt.close(fig)
-    return data
-
-
-def chart_win_rates(results: list[dict]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8.5, 0.6 * len(results) + 1.2))
-    for i, r in enumerate(results):
-        lo, hi = r["wilson"]
-        ax.errorbar(r["win_rate"], i, xerr=[[r["win_rate"] - lo], [hi - r["win_rate"]]], fmt="o", color="#1565c0",
-                    capsize=4, label="win rate (Wilson 95 %)" if i == 0 else None)
-        if r.get("lc_win_rate") is not None:
-            ax.plot(r["lc_win_rate"], i, "D", color="#ef6c00", label="length-controlled" if i == 0 else None)
-    ax.axvline(0.5, color="#666", lw=0.8, ls="--")
-    ax.set_yticks(range(len(results)), [f"{r['a']} vs {r['b']} — {r['judge']}" for r in results], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-    ax.set_xlabel("win rate of A (ties count half)")
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    fig.tight_layout()
-    data = _png(fig)
-    plt.close(fig)
-    return data
-
-
-def chart_lengths(comparisons: list[Comparison]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    systems: dict[str, list[int]] = {}
-    for c in comparisons:
-        for r in c.rows:
-            systems.setdefault(c.a, [])
-            systems.setdefault(c.b, [])
-        seen_a = {r["id"] for r in c.rows}
-        if len(systems[c.a]) < len(seen_a):
-            systems[c.a] = [_len(r.get("output_a")) for r in c.rows]
-            systems[c.b] = [_len(r.get("output_b")) for r in c.rows]
-    fig, ax = plt.subplots(figsize=(8.5, 2.8))
-    names = list(systems)
-    ax.boxplot([systems[n] or [0] for n in names], orientation="horizontal", tick_labels=names)
-    ax.set_xlabel("answer length (characters)")
-    ax.set_title("Answer lengths")
-    fig.tight_layout()
-    data = _png(fig)
-    plt.close(fig)
-    return data
-
-
 # ---------------------------------------------------------------------------------------------- provenance
 
 
-def provenance(comparisons: list[Comparison], args: ReportArgs) -> dict:
+def provenance(comparisons: list[Comparison], args: ReportArgs, single: dict | None = None) -> dict:
     systems: dict[str, dict] = {}
     judges: dict[str, dict] = {}
-    for c in comparisons:
-        for r in c.rows[:1]:
-            for side, name in (("a", c.a), ("b", c.b)):
-                info = r.get(side) or {}
-                systems.setdefault(name, {k: info.get(k) for k in ("model", "adapter", "config") if info.get(k)})
-            judges[c.judge] = {
-                "kind": c.kind, "backend": c.backend,
-                **({k: r.get(k) for k in ("judge_description", "judge_fingerprint", "judge_model") if r.get(k)}),
-            }
+    firsts = [(c.judge, c.kind, c.backend, c.rows[0], (("a", c.a), ("b", c.b))) for c in comparisons if c.rows]
+    firsts += [(judge, "llm", rows[0].get("backend", ""), rows[0], (("a", system),))
+               for (judge, system), rows in (single or {}).items()]
+    for judge, kind, backend, r, sides in firsts:
+        for side, name in sides:
+            info = r.get(side) or {}
+            systems.setdefault(name, {k: info.get(k) or None for k in ("model", "adapter", "config")})
+        judges[judge] = {
+            "kind": kind, "backend": backend,
+            **{k: r.get(k) for k in ("judge_description", "judge_fingerprint", "judge_model")},
+        }
     prov = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "systems": systems,
@@ -404,7 +377,8 @@ def samples(c: Comparison, k: int, seed: int) -> list[dict]:
         else:
             why = [f"order {o['order'].upper()} → {o.get('raw') or 'none'} ({o.get('verdict') or o.get('error')}): "
                    f"{_clip(o.get('reply') or '', 600)}" for o in r.get("orders", [])]
-        out.append({"id": r["id"], "category": r.get("category"), "prompt": r.get("prompt", ""),
+        out.append({"id": r["id"] + (f" (turn {r['turn']})" if int(r.get("turn") or 1) > 1 else ""),
+                    "category": r.get("category"), "prompt": r.get("prompt", ""),
                     "output_a": r.get("output_a", ""), "output_b": r.get("output_b", ""),
                     "verdict": r.get("verdict") or "not judged", "consistent": r.get("consistent"),
                     "error": r.get("error"), "why": why})
@@ -428,33 +402,82 @@ def num(x, digits=3) -> str:
     return f"{x:.{digits}g}" if abs(x) < 1e-3 and x != 0 else f"{x:.{digits}f}"
 
 
+def _human_agreement(result: dict, agree: list[dict]) -> dict | None:
+    return next((g for g in agree if g["human_llm"] and (g["a"], g["b"]) == (result["a"], result["b"])
+                 and result["judge"] in (g["first"], g["second"])), None)
+
+
+def lengths_by_system(comparisons: list[Comparison]) -> dict[str, list[int]]:
+    out: dict[str, dict] = {}
+    for c in comparisons:
+        for r in c.rows:
+            out.setdefault(c.a, {})[row_key(r)] = _len(r.get("output_a"))
+            out.setdefault(c.b, {})[row_key(r)] = _len(r.get("output_b"))
+    return {name: list(v.values()) for name, v in out.items()}
+
+
 def main(args: ReportArgs) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = load_judgments(args.judgments)
     comparisons = group(rows)
-    results = [analyse(c, args.bootstrap, args.seed) for c in comparisons]
-    shown = [r for r in results if r["n"] > 0]
+    difficulty = difficulty_terms(comparisons)
+    results = [analyse(c, args.bootstrap, args.seed, difficulty.get(c.key)) for c in comparisons]
     agree = agreements(comparisons)
-    prov = provenance(comparisons, args)
-    charts = {}
+    for r in results:
+        r["human_agreement"] = _human_agreement(r, agree) if r["kind"] == "llm" else None
+        r["trust"] = headline.trust(r, r["human_agreement"]) if r["kind"] == "llm" else \
+            {"trusted": True, "reasons": [], "facts": []}
+        r["headline"] = headline.sentence(r)
+        r["warnings"] = headline.warnings(r)
+    single = grades.group([r for r in rows if r.get("mode") == "single"])
+    graded = [grades.analyse(judge, system, g, args.bootstrap, args.seed) for (judge, system), g in single.items()]
+    for g in graded:
+        g["headline"] = grades.sentence(g)
+    boards = leaderboard.build(comparisons, results, n_boot=min(args.bootstrap, 1000), seed=args.seed)
+    for i, board in enumerate(boards, 1):
+        board["chart_file"] = "leaderboard.png" if i == 1 else f"leaderboard-{i}.png"
+        data = charts.chart_leaderboard(board["systems"])
+        (out / board["chart_file"]).write_bytes(data)
+        board["chart"] = base64.b64encode(data).decode()
+    shown = [r for r in results if r["n"] > 0]
+    prov = provenance(comparisons, args, single)
+    images = {}
     if shown:
-        charts["bars"] = chart_bars(shown)
-        charts["win_rates"] = chart_win_rates(shown)
-        charts["lengths"] = chart_lengths(comparisons)
-    for name, data in charts.items():
+        images["bars"] = charts.chart_bars(shown)
+        images["win_rates"] = charts.chart_win_rates(shown)
+        images["lengths"] = charts.chart_lengths(lengths_by_system(comparisons))
+    if any(g["graded"] for g in graded):
+        images["grades"] = charts.chart_grades([g for g in graded if g["graded"]])
+    for name, data in images.items():
         (out / f"{name}.png").write_bytes(data)
     sample_sets = {c.key: samples(c, args.samples, args.seed) for c in comparisons}
-    context = dict(title=args.title, results=results, agreements=agree, provenance=prov, samples=sample_sets,
-                   charts={k: base64.b64encode(v).decode() for k, v in charts.items()}, pct=pct, num=num,
+    spent = [x["spent"] for x in results + graded if x.get("spent") is not None]
+    cost = {"total": sum(x["cost"] for x in results + graded),
+            "spent": sum(spent) if len(spent) == len(results) + len(graded) else None}
+    context = dict(title=args.title, results=results, grades=graded, agreements=agree, provenance=prov, boards=boards,
+                   samples=sample_sets, primary=headline.PRIMARY, cost=cost,
+                   grade_categories=sorted({c for g in graded for c in g["categories"]}),
+                   charts={k: base64.b64encode(images[k]).decode() if k in images else ""
+                           for k in ("bars", "win_rates", "lengths", "grades", "leaderboard")}, pct=pct, num=num,
                    has_human=any(c.kind == "human" for c in comparisons),
                    provenance_json=json.dumps({k: v for k, v in prov.items() if k not in ("systems", "judges")},
-                                              indent=2, default=str))
+                                              indent=2, default=str),
+                   provenance_full_json=json.dumps(prov, indent=2, default=str))
     (out / "report.html").write_text(render_html(context), encoding="utf-8")
     (out / "report.md").write_text(render_md(context), encoding="utf-8")
-    summary = {"results": results, "agreements": agree, "provenance": prov}
+    public_boards = [{k: v for k, v in b.items() if k != "chart"} for b in boards]
+    summary = {"results": results, "grades": graded, "leaderboards": public_boards, "agreements": agree, "cost": cost,
+               "provenance": prov}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    if boards:
+        (out / "leaderboard.json").write_text(json.dumps({"leaderboards": public_boards, "date": prov["date"]},
+                                                         indent=2, default=str) + "\n", encoding="utf-8")
     print(f"report: {out / 'report.html'} and {out / 'report.md'}", file=sys.stderr)
+    for r in results:
+        print("  " + r["headline"], file=sys.stderr)
+    for g in graded:
+        print("  " + g["headline"], file=sys.stderr)
     return out
 
 
@@ -463,9 +486,11 @@ def _env():
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(__file__).resolve().parent / "templates")),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        trim_blocks=True, lstrip_blocks=True,
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
+        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
     )
+    env.filters.update(clip=_clip, oneline=lambda text: str(text).replace("\n", " "),
+                       quote=lambda text: "> " + str(text).replace("\n", "\n> "))
     return env
 
 
@@ -474,72 +499,7 @@ def render_html(context: dict) -> str:
 
 
 def render_md(context: dict) -> str:
-    pct_, num_ = context["pct"], context["num"]
-    lines = [f"# {context['title']}", ""]
-    lines += [f"_Generated {context['provenance']['date']} by `python -m eval report`._", ""]
-    if context["charts"]:
-        lines += ["![win / tie / loss](bars.png)", "", "![win rates](win_rates.png)", ""]
-    lines += ["## Results", "",
-              "| A vs B | judge | n | win | tie | loss | win rate | Wilson 95 % | bootstrap 95 % | sign test p | LC win rate | consistency |",
-              "|---|---|--:|--:|--:|--:|--:|---|---|--:|--:|--:|"]
-    for r in context["results"]:
-        lines.append(
-            f"| {r['a']} vs {r['b']} | {r['judge']} | {r['n']} | {r['win']} | {r['tie']} | {r['loss']} | "
-            f"{pct_(r['win_rate'])} | {pct_(r['wilson'][0])} – {pct_(r['wilson'][1])} | "
-            f"{pct_(r['bootstrap'][0])} – {pct_(r['bootstrap'][1])} | {num_(r['sign_test_p'])} | "
-            f"{pct_(r.get('lc_win_rate'))} | {pct_(r.get('consistency')) if r['kind'] == 'llm' else 'n/a'} |")
-    lines.append("")
-    for r in context["results"]:
-        extra = []
-        if r["not_judged"]:
-            extra.append(f"{r['not_judged']} of {r['pairs']} pairs not judged ({r['unparseable_pairs']} unparseable, "
-                         f"{r['budget_skipped']} skipped by the budget)")
-        if r["parse_failures"]:
-            extra.append(f"{r['parse_failures']} unparseable replies")
-        if r["kind"] == "llm":
-            extra.append(f"cost ${r['cost']:.4f}, {r['tokens']} tokens")
-        for note in r.get("system_notes", []) + r["judge_notes"] + extra:
-            lines.append(f"- **{r['judge']}** ({r['a']} vs {r['b']}): {note}")
-    lines += ["", "## Human–LLM agreement", ""]
-    if context["agreements"]:
-        lines += ["| A vs B | judge 1 | judge 2 | shared pairs | Cohen's kappa | tie-discounted accuracy | exact agreement |",
-                  "|---|---|---|--:|--:|--:|--:|"]
-        for g in context["agreements"]:
-            lines.append(f"| {g['a']} vs {g['b']} | {g['first']} | {g['second']} | {g['n']} | {num_(g['kappa'])} | "
-                         f"{pct_(g['tie_discounted_accuracy'])} | {pct_(g['raw_agreement'])} |")
-    else:
-        lines.append("No two judges share pairs (judge the same pairs with humans and an LLM to measure agreement).")
-    for r in context["results"]:
-        if r.get("inter_annotator"):
-            ia = r["inter_annotator"]
-            lines.append(f"\nBetween annotators ({r['a']} vs {r['b']}): kappa {num_(ia['kappa'])}, tie-discounted "
-                         f"accuracy {pct_(ia['tie_discounted_accuracy'])} on {ia['n']} pairs with two or more votes.")
-    lines += ["", "## Per category", ""]
-    for r in context["results"]:
-        lines += [f"**{r['a']} vs {r['b']} — {r['judge']}**", "", "| category | n | win | tie | loss | win rate |",
-                  "|---|--:|--:|--:|--:|--:|"]
-        for cat, v in r["categories"].items():
-            lines.append(f"| {cat} | {v['n']} | {v['win']} | {v['tie']} | {v['loss']} | {pct_(v['win_rate'])} |")
-        lines.append("")
-    lines += ["## Lengths", "", "| A vs B | judge | mean A | mean B | median A | median B | A longer | longer preferred | length coef |",
-              "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
-    for r in context["results"]:
-        L = r.get("lengths")
-        if L:
-            lines.append(f"| {r['a']} vs {r['b']} | {r['judge']} | {L['mean_a']:.0f} | {L['mean_b']:.0f} | {L['median_a']:.0f} | "
-                         f"{L['median_b']:.0f} | {pct_(L['a_longer'])} | {pct_(L['longer_preferred'])} | {num_(r.get('lc_length_coef'))} |")
-    lines += ["", "## Sample pairs", ""]
-    for key, items in context["samples"].items():
-        lines += [f"### {key}", ""]
-        for s in items:
-            lines += [f"**{s['id']}** ({s['category']}) — verdict: **{s['verdict']}**"
-                      + (" (inconsistent across orders)" if s["consistent"] is False else ""), "",
-                      "> " + _clip(s["prompt"], 400).replace("\n", "\n> "), "",
-                      "A: " + _clip(s["output_a"], 400).replace("\n", " "), "",
-                      "B: " + _clip(s["output_b"], 400).replace("\n", " "), ""]
-            lines += [f"- {w.replace(chr(10), ' ')}" for w in s["why"]] + [""]
-    lines += ["## Provenance", "", "```json", json.dumps(context["provenance"], indent=2, default=str), "```", ""]
-    return "\n".join(lines)
+    return _env().get_template("report.md.j2").render(**context)
 
 
 __all__ = ["main", "analyse", "group", "agreements"]

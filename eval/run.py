@@ -2,9 +2,11 @@
 
     python -m eval run --config eval/runs/example.yaml
 
-The YAML file names the prompts, one candidate (A), one or more references
-(B: a model, or a file of existing outputs), the generation settings, the
-judges, and the report options. Keys are the flags of ``generate``,
+The YAML file names the prompts, one candidate (``candidate``) or several
+(``candidates``: every one is judged against every reference, and with
+``all_pairs: true`` against each other too, for a Bradley–Terry leaderboard),
+one or more references (B: a model, an endpoint, or a file of existing
+outputs), the generation settings, the judges, and the report options. Keys are the flags of ``generate``,
 ``judge`` and ``report`` in snake_case; unknown keys are errors, and every
 problem is reported before anything runs. Outputs under ``out_dir``::
 
@@ -26,13 +28,14 @@ from pathlib import Path
 import yaml
 
 from .config import GenerateConfig, JudgeArgs, ReportArgs, from_mapping
+from .files import resolve_prompts
 
-SYSTEM_KEYS = {"generator", "model", "adapter", "outputs", "tokenizer"}
+SYSTEM_KEYS = {"generator", "model", "adapter", "outputs", "tokenizer", "backend", "base_url"}
 GENERATION_KEYS = {f.name for f in dataclasses.fields(GenerateConfig)} - SYSTEM_KEYS - {"prompts", "out"}
 JUDGE_KEYS = {f.name for f in dataclasses.fields(JudgeArgs)} - {"a", "b", "out", "dataset", "workspace",
                                                                    "argilla_workspace", "overlap"}
 REPORT_KEYS = {f.name for f in dataclasses.fields(ReportArgs)} - {"judgments", "out"}
-TOP_KEYS = {"out_dir", "prompts", "candidate", "references", "generation", "judges", "report"}
+TOP_KEYS = {"out_dir", "prompts", "candidate", "candidates", "all_pairs", "references", "generation", "judges", "report"}
 
 
 @dataclass
@@ -45,20 +48,29 @@ class RunPlan:
 
 def plan(data: dict, base: Path | None = None) -> RunPlan:
     """Validate the YAML mapping and turn it into the commands to run. All problems in one ValueError."""
+    from judging import load_judge
+
     problems: list[str] = []
     if not isinstance(data, dict):
         raise ValueError("the run file must be a YAML mapping")
     problems += [f"unknown top-level key {k!r} (known: {', '.join(sorted(TOP_KEYS))})" for k in data if k not in TOP_KEYS]
-    for key in ("out_dir", "prompts", "candidate", "references", "judges"):
+    for key in ("out_dir", "prompts", "references", "judges"):
         if key not in data:
             problems.append(f"missing {key!r}")
+    if ("candidate" in data) == ("candidates" in data):
+        problems.append("give 'candidate' (one system) or 'candidates' (a list), not both or neither")
+    elif "candidates" in data and not (isinstance(data["candidates"], list) and data["candidates"]):
+        problems.append("candidates: a list of systems")
     if problems:
         raise ValueError("\n".join(problems))
     out_dir = Path(data["out_dir"])
     gen_common = data.get("generation") or {}
     problems += [f"generation: unknown key {k!r}" for k in gen_common if k not in GENERATION_KEYS]
-    systems = [("candidate", data["candidate"])] + [(f"references[{i}]", r) for i, r in enumerate(data["references"] or [])]
-    if len(systems) < 2:
+    candidates = ([("candidate", data["candidate"])] if "candidate" in data
+                  else [(f"candidates[{i}]", c) for i, c in enumerate(data["candidates"])])
+    references = [(f"references[{i}]", r) for i, r in enumerate(data["references"] or [])]
+    systems = candidates + references
+    if not references:
         problems.append("references: at least one reference is needed")
     result = RunPlan(out_dir)
     files: dict[str, Path] = {}
@@ -88,6 +100,10 @@ def plan(data: dict, base: Path | None = None) -> RunPlan:
     if not judges:
         problems.append("judges: at least one judge is needed")
     names = list(files)
+    cand_names = names[:len(candidates)]
+    matchups = [(c, r) for c in cand_names for r in names[len(candidates):]]
+    if data.get("all_pairs"):
+        matchups += [(x, y) for i, x in enumerate(cand_names) for y in cand_names[i + 1:]]
     for i, jdef in enumerate(judges):
         where = f"judges[{i}]"
         if not isinstance(jdef, dict):
@@ -97,11 +113,19 @@ def plan(data: dict, base: Path | None = None) -> RunPlan:
         if jdef.get("backend") == "human":
             problems.append(f"{where}: human judging takes two steps (push, then pull once people voted): "
                             "use python -m eval judge --backend human push/pull and pass the pulled file to report")
-        for ref in names[1:]:
-            label = f"{jdef.get('judge', 'lima-three-way')}--{names[0]}--vs--{ref}".replace("/", "_")
+        name = str(jdef.get("judge", "lima-three-way"))
+        try:
+            single = load_judge(name).mode == "pointwise"
+        except ValueError as err:
+            problems.append(f"{where}: {err}")
+            continue
+        # a single-answer judge grades every system alone; a pairwise one judges each matchup
+        jobs = [(s_, None) for s_ in names] if single else matchups
+        for cand, ref in jobs:
+            label = (f"{name}--{cand}" if ref is None else f"{name}--{cand}--vs--{ref}").replace("/", "_")
             try:
                 cfg = from_mapping(JudgeArgs, {**{k: v for k, v in jdef.items() if k in JUDGE_KEYS},
-                                               "a": str(files[names[0]]), "b": str(files[ref]),
+                                               "a": str(files[cand]), "b": str(files[ref]) if ref else "",
                                                "out": str(out_dir / "judgments" / f"{label}.jsonl")}, where)
                 cfg.progress = cfg.progress and sys.stderr.isatty()
                 result.judge.append(cfg)
@@ -112,14 +136,7 @@ def plan(data: dict, base: Path | None = None) -> RunPlan:
     if not problems:
         result.report = from_mapping(ReportArgs, {**rep, "judgments": [str(j.out) for j in result.judge],
                                                   "out": str(out_dir / "report")}, "report")
-        from judging import load_judge
-
-        for j in result.judge:
-            try:
-                load_judge(j.judge)
-            except ValueError as err:
-                problems.append(str(err))
-        if not Path(data["prompts"]).is_file():
+        if not resolve_prompts(data["prompts"]).is_file():
             problems.append(f"prompts: {data['prompts']}: no such file")
     if problems:
         raise ValueError("the run file has problems:\n  " + "\n  ".join(dict.fromkeys(problems)))
@@ -137,7 +154,8 @@ def main(config_path: str, dry_run: bool = False) -> int:
         for g in steps.generate:
             print(f"  generate {g.generator}: {g.model or g.outputs} -> {g.out}", file=sys.stderr)
         for j in steps.judge:
-            print(f"  judge {j.judge} ({j.backend}): {j.a} vs {j.b} -> {j.out}", file=sys.stderr)
+            print(f"  judge {j.judge} ({j.backend or 'its default backend'}): {j.a}" + (f" vs {j.b}" if j.b else " (single answers)")
+                  + f" -> {j.out}", file=sys.stderr)
         return 0
     steps.out_dir.mkdir(parents=True, exist_ok=True)
     (steps.out_dir / "run.yaml").write_text(

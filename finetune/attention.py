@@ -1,16 +1,38 @@
 """Padding-free attention for sdpa: each packed example attends only to itself, at the cost of its own length.
 
-transformers keeps packed examples apart under sdpa by building a block-diagonal mask over the whole
-row (T x T for T tokens in the batch), so attention costs T^2 in time and memory, more than padding
-would. ``packed_sdpa`` instead cuts the row where ``position_ids`` restart at 0 and runs causal sdpa on
-each example: sum(len^2), no mask, exact. It is registered with transformers' AttentionInterface
-under the name ``finetune_packed_sdpa`` and used for training with padding_free or packing batches;
-inference (generation, the merge check) uses plain sdpa.
+transformers keeps packed examples apart under sdpa by building a block-diagonal mask over the whole row (T x T for
+T tokens in the batch), so attention costs T^2 in time and memory, more than padding would. ``packed_sdpa`` runs
+causal attention on each example instead: sum(len^2), no mask, exact. It is registered with transformers'
+AttentionInterface under the name ``finetune_packed_sdpa`` and used for training with padding_free or packing
+batches; inference (generation, the merge check) uses plain sdpa.
+
+The sequence boundaries come with the batch: the collator (finetune/data.py) computes ``cu_seq_lens_q`` and
+``max_length_q`` once per batch on the host, and transformers passes them to every attention call. Then
+
+- on a CUDA device: one call of PyTorch's own varlen kernels for the whole row (``scaled_dot_product_attention`` on
+  nested jagged tensors built from those offsets: flash attention in bf16/fp16, memory-efficient attention in
+  fp32), no Python loop over the examples and no host sync;
+- on a CPU: sdpa per example (a loop over the boundaries, which are host values already). PyTorch has no causal
+  varlen kernel on the CPU (nested-tensor sdpa refuses ``is_causal`` there, FlexAttention has no CPU backward), and
+  one masked T x T sdpa call is about 7x slower than the loop on a LIMA-shaped batch of 8 (bench/README.md).
+
+Called without boundaries (a caller that passes only packed ``position_ids``), they are found from the positions
+that restart at 0 (a host sync, once per layer). ``attn_implementation: flash_attention_2`` (the flash-attn package)
+goes through transformers' own integration, which takes the same ``cu_seq_lens_q``/``max_length_q`` from the batch.
 """
 
 from __future__ import annotations
 
+import logging
+
+from torch.utils.weak import WeakTensorKeyDictionary
+
+log = logging.getLogger("finetune")
+
 NAME = "finetune_packed_sdpa"
+_OFFSETS = WeakTensorKeyDictionary()  # cu_seq_lens tensor -> its int64 offsets on the device (see jagged)
+_BOUNDS = WeakTensorKeyDictionary()  # position_ids tensor -> (cu_seq_lens, longest)
+_nested_failed: list[str] = []  # why PyTorch's varlen kernel could not run here (then the loop serves, said once)
 
 
 def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
@@ -18,23 +40,86 @@ def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0,
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    cu = kwargs.pop("cu_seq_lens_q", None)
+    max_len = kwargs.pop("max_length_q", None)
+    kwargs.pop("cu_seq_lens_k", None)
+    kwargs.pop("max_length_k", None)
     position_ids = kwargs.pop("position_ids", None)
-    if (attention_mask is not None or position_ids is None or query.shape[0] != 1
+    if (attention_mask is not None or (cu is None and position_ids is None) or query.shape[0] != 1
             or kwargs.get("sliding_window") is not None or key.shape[2] != query.shape[2]):
-        # not a packed training row (padding mask, a cache, a sliding window): fall back to plain sdpa
+        # not a packed training row (padding mask, a cache, a sliding window): plain sdpa
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
-    pos = position_ids.reshape(-1)
-    starts = (pos == 0).nonzero().flatten().tolist()
-    if not starts or starts[0] != 0:
-        starts = [0] + starts
-    bounds = starts + [query.shape[2]]
+    if cu is None:
+        cu, max_len = _boundaries_of(position_ids, query.shape[2])
+    if query.device.type == "cuda" and not _nested_failed:
+        try:
+            return nested_sdpa(query, key, value, cu, int(max_len), dropout, scaling), None
+        except RuntimeError as err:  # no varlen kernel for this dtype / head size / GPU: the loop below serves
+            _nested_failed.append(str(err).splitlines()[0])
+            log.warning("padding-free attention: PyTorch's varlen sdpa kernel cannot run here (%s); attending per "
+                        "example instead (slower: pip install flash-attn and set attn_implementation: "
+                        "flash_attention_2)", _nested_failed[0])
+    bounds = cu.tolist()  # host values on a CPU; on a GPU only after the varlen kernel failed
     outs = []
     for s, e in zip(bounds[:-1], bounds[1:]):
         out, _ = sdpa_attention_forward(module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], None,
                                         dropout=dropout, scaling=scaling, is_causal=True, **kwargs)
         outs.append(out)
     return torch.cat(outs, dim=1), None
+
+
+def nested_sdpa(query, key, value, cu, max_len: int, dropout: float, scaling):
+    """Causal attention of every example of a packed row in one varlen kernel call: sdpa on nested jagged tensors
+    whose offsets are ``cu`` (the row's example boundaries). (1, heads, T, d) in, (1, T, heads, d) out."""
+    import torch
+    import torch.nn.functional as F
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:  # grouped-query attention: the nested kernels want as many key/value heads as query heads
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    out = F.scaled_dot_product_attention(jagged(query, cu, max_len), jagged(key, cu, max_len),
+                                         jagged(value, cu, max_len), dropout_p=dropout, is_causal=True, scale=scaling)
+    return out.transpose(1, 2).values().unsqueeze(0)
+
+
+def jagged(x, cu, max_len: int):
+    """(1, heads, T, d) -> (examples, heads, ragged, d), a nested jagged tensor with offsets ``cu``.
+
+    The offsets tensor is made once per ``cu`` tensor and reused: PyTorch names a nested tensor's ragged dimension
+    after its offsets tensor, and gradient checkpointing recomputes each layer and checks that the recomputed
+    tensors have the shapes of the first forward, so a fresh offsets tensor per call (a new ragged dimension) fails
+    that check."""
+    import torch
+
+    offsets = _OFFSETS.get(cu)
+    if offsets is None or offsets.device != x.device:
+        offsets = _OFFSETS[cu] = cu.to(device=x.device, dtype=torch.int64)
+    values = x[0].transpose(0, 1).contiguous()
+    return torch.nested.nested_tensor_from_jagged(values, offsets, min_seqlen=1, max_seqlen=max_len).transpose(1, 2)
+
+
+def _boundaries_of(position_ids, length: int):
+    """boundaries_from_positions, once per position_ids tensor (the same cu tensor for every layer and for the
+    recomputation under gradient checkpointing)."""
+    found = _BOUNDS.get(position_ids)
+    if found is None:
+        found = _BOUNDS[position_ids] = boundaries_from_positions(position_ids, length)
+    return found
+
+
+def boundaries_from_positions(position_ids, length: int):
+    """(cu_seq_lens, longest) from packed position_ids, where each example restarts at 0."""
+    import torch
+
+    pos = position_ids.reshape(-1)
+    starts = (pos == 0).nonzero().flatten().tolist()
+    if not starts or starts[0] != 0:
+        starts = [0] + starts
+    bounds = starts + [length]
+    cu = torch.tensor(bounds, dtype=torch.int32)
+    return cu, max(e - s for s, e in zip(bounds[:-1], bounds[1:]))
 
 
 def register() -> str:

@@ -29,6 +29,13 @@ GROUPS = {
 }
 
 
+# transformers optimizer names offered in recipes (tests/test_finetune_config.py checks each against transformers)
+OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit",
+              "lion_8bit", "lion_32bit", "paged_lion_8bit", "paged_lion_32bit", "ademamix", "ademamix_8bit",
+              "paged_ademamix_8bit", "paged_ademamix_32bit", "adafactor", "sgd")
+LOSSES = ("auto", "chunked", "fused", "full")  # finetune/loss.py
+
+
 def _f(default: Any, help: str, group: str, choices: tuple | None = None, required: str = ""):
     return cc.option(default, help, group=group, choices=choices, required=required)
 
@@ -57,10 +64,11 @@ class FinetuneConfig:
         "loads them: far less memory with a large vocabulary, and the adapter sees the weights it will run with.",
         "model")
     attn_implementation: str = _f(
-        "sdpa", "Attention kernel. sdpa: with padding_free/packing batches each example runs through sdpa on "
-        "its own (cost sum of len^2, no mask; finetune/attention.py), with padded batches plain sdpa; eager: "
-        "a block-diagonal mask from position_ids; flash_attention_2: the varlen kernel (flash-attn package, "
-        "GPU).", "model",
+        "sdpa", "Attention kernel. sdpa: with padding_free/packing batches each example attends only to itself "
+        "(finetune/attention.py): on a GPU PyTorch's varlen sdpa kernel over the whole row, on a CPU sdpa per "
+        "example; with padded batches plain sdpa. eager: a block-diagonal mask from position_ids (slow, for "
+        "checks). flash_attention_2: the flash-attn package's varlen kernel (GPU; pip install flash-attn). The "
+        "collator computes the sequence boundaries once per batch for all of them.", "model",
         ("sdpa", "eager", "flash_attention_2"))
     # ----------------------------------------------------------------- lora
     lora_r: int = _f(64, "LoRA rank (QLoRA paper: 64).", "lora")
@@ -101,6 +109,19 @@ class FinetuneConfig:
         "way; padded: classic right padding with an attention mask.", "data",
         ("padding_free", "packing", "padded"))
     # ----------------------------------------------------------------- train
+    method: str = _f("sft", "sft: supervised fine-tuning on messages (loss on the assistant tokens); dpo: Direct "
+                     "Preference Optimization (TRL's DPOTrainer) on preference pairs (prompt/chosen/rejected, e.g. "
+                     "from python -m eval pairs).", "train", ("sft", "dpo"))
+    init_adapter: typing.Optional[str] = _f(
+        None, "Start from this adapter (a finetune run folder) instead of new LoRA weights: e.g. DPO on top of an SFT "
+        "run. With dpo the reference policy is this adapter, frozen; without it, the base model.", "train")
+    dpo_beta: float = _f(0.1, "dpo: strength of the KL penalty that keeps the policy near the reference (beta).",
+                         "train")
+    dpo_precompute_ref: bool = _f(True, "dpo: compute the reference policy's log-probabilities once, in a pass over "
+                                  "the pairs before training, instead of a reference forward in every step (less "
+                                  "memory, and faster from one epoch on).", "train")
+    dpo_loss: str = _f("sigmoid", "dpo: loss type (TRL's loss_type): sigmoid (the DPO paper), ipo, hinge, robust.",
+                       "train", ("sigmoid", "ipo", "hinge", "robust"))
     epochs: float = _f(3.0, "Passes over the training data (ignored when max_steps > 0).", "train")
     max_steps: int = _f(-1, "Optimizer steps to run; overrides epochs when > 0.", "train")
     batch_size: int = _f(16, "Examples (packing: packed rows) per device per micro-batch.", "train")
@@ -112,8 +133,18 @@ class FinetuneConfig:
     weight_decay: float = _f(0.0, "AdamW weight decay on the trainable weights.", "train")
     adam_beta2: float = _f(0.999, "AdamW beta2 (LIMA used 0.95).", "train")
     max_grad_norm: float = _f(0.3, "Gradient clipping norm (QLoRA paper: 0.3).", "train")
-    optim: str = _f("adamw_torch", "transformers optimizer name; paged_adamw_32bit / paged_adamw_8bit "
-                    "(bitsandbytes, CUDA) absorb memory spikes on one GPU.", "train")
+    optim: str = _f(
+        "adamw_torch", "Optimizer (a transformers optim name). adamw_torch / adamw_torch_fused: PyTorch AdamW. "
+        "adamw_8bit, lion_8bit, ademamix_8bit: bitsandbytes' 8-bit states (about 1/4 of AdamW's optimizer memory). "
+        "paged_*: bitsandbytes' paged optimizers (QLoRA), whose states move to CPU memory when the GPU runs short, "
+        "so a long batch spikes instead of failing; paging needs CUDA (on a CPU they run unpaged). adafactor, sgd "
+        "also.", "train", OPTIMIZERS)
+    loss: str = _f(
+        "auto", "How the loss is computed (finetune/loss.py). chunked: from the last hidden states of the trained "
+        "positions only, the LM head and float32 cross-entropy over chunks of them, each chunk's gradient "
+        "computed with it (no logits kept for the backward). fused: liger-kernel's fused linear cross-entropy (CUDA; pip install "
+        "liger-kernel). auto: fused where it can run, else chunked. full: transformers' own loss over the full "
+        "float32 logits (the reference; memory grows with vocabulary x tokens).", "train", LOSSES)
     gradient_checkpointing: bool = _f(True, "Recompute activations in the backward pass: much less memory, "
                                       "~20-30% more compute.", "train")
     seed: int = _f(42, "Seed for the dev split, data order, dropout and LoRA initialisation.", "train")
@@ -170,6 +201,10 @@ def validate(cfg: FinetuneConfig) -> list[str]:
         issues.append("quant_storage: only applies with quantization: nf4")
     if cfg.resume and cfg.overwrite:
         issues.append("resume and overwrite: choose one")
+    if cfg.dpo_beta <= 0:
+        issues.append(f"dpo_beta: must be > 0, got {cfg.dpo_beta}")
+    if cfg.method == "dpo" and cfg.batching == "packing":
+        issues.append("batching: packing does not apply to dpo (pairs are batched by TRL's DPOTrainer)")
     if not re.fullmatch(r"all-linear|[\w.*]+(,[\w.*]+)*", cfg.lora_target.replace(" ", "")):
         issues.append(f"lora_target: {cfg.lora_target!r} is not all-linear or a comma-separated list of names")
     return issues

@@ -260,16 +260,23 @@ def pack(rows: list[dict], max_length: int) -> list[dict]:
 # --------------------------------------------------------------------------- batching
 
 
+@dataclass
 class PaddingFreeCollator:
-    """Concatenate a batch into one row; position_ids restart at 0 for each example, which the
-    attention (flash-attention varlen, or a block-diagonal causal mask for sdpa/eager) uses to keep
-    examples apart. No attention mask, no padding, and the cache off (transformers only isolates
-    packed sequences when no cache is passed)."""
+    """Concatenate a batch into one row; position_ids restart at 0 for each example. No attention mask, no
+    padding, and the cache off (transformers only isolates packed sequences when no cache is passed).
+
+    The sequence boundaries are computed here, once per batch, on the host: ``cu_seq_lens_q``/``cu_seq_lens_k``
+    (int32 offsets of each example in the row, ending with the row's length) and ``max_length_q``/``max_length_k``
+    (the longest example, a Python int), the keyword arguments transformers' flash-attention integration and
+    finetune/attention.py take, so no layer has to find them again from position_ids (a device sync per layer).
+    ``extra``: constant inputs added to every batch (finetune/loss.py asks for the hidden states this way)."""
+
+    extra: dict | None = None
 
     def __call__(self, rows: list[dict]) -> dict:
         import torch
 
-        ids, labels, pos = [], [], []
+        ids, labels, pos, lens = [], [], [], []
         for row in rows:
             lengths = row.get("lengths") or [len(row["input_ids"])]
             ids += row["input_ids"]
@@ -280,8 +287,13 @@ class PaddingFreeCollator:
                 pos += range(n)
                 start += n
             labels += lab
+            lens += lengths
+        cu = torch.zeros(len(lens) + 1, dtype=torch.int32)
+        cu[1:] = torch.tensor(lens, dtype=torch.int32).cumsum(0)
         return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
-                "position_ids": torch.tensor([pos]), "use_cache": False}
+                "position_ids": torch.tensor([pos]), "use_cache": False,
+                "cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": max(lens), "max_length_k": max(lens),
+                **(self.extra or {})}
 
 
 @dataclass
@@ -289,6 +301,7 @@ class PaddedCollator:
     """Right padding with an attention mask; labels of padding are -100 by position, never by token id."""
 
     pad_token_id: int
+    extra: dict | None = None
 
     def __call__(self, rows: list[dict]) -> dict:
         import torch
@@ -302,11 +315,12 @@ class PaddedCollator:
             ids[i, :n] = torch.tensor(r["input_ids"])
             labels[i, :n] = torch.tensor(r["labels"])
             mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask, "use_cache": False}
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask, "use_cache": False, **(self.extra or {})}
 
 
-def collator_for(batching: str, pad_token_id: int):
-    return PaddedCollator(pad_token_id) if batching == "padded" else PaddingFreeCollator()
+def collator_for(batching: str, pad_token_id: int, extra: dict | None = None):
+    """The collator for ``batching``; ``extra``: constant model inputs added to every batch."""
+    return PaddedCollator(pad_token_id, extra) if batching == "padded" else PaddingFreeCollator(extra)
 
 
 def describe(stats: DataStats, label: str, max_length: int) -> str:

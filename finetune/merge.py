@@ -47,7 +47,8 @@ def merge(run_dir: str | Path, output: str | Path | None = None, *, base: str | 
     from transformers import AutoTokenizer, GenerationConfig
 
     from contract.models import run_compute_dtype
-    from finetune.train import load_base, resolve_dtype, write_json
+    from contract.io import write_json
+    from finetune.model import load_base, resolve_dtype
 
     run_dir = Path(run_dir)
     if not (run_dir / "adapter_config.json").is_file():

@@ -27,8 +27,17 @@ Knobs (attributes; change them at any time, also between requests)
 - ``reply``: ``callable(messages: list[dict]) -> str`` producing the assistant
   text. Default: :func:`default_reply`, a judge that prefers the longer of two
   answers and formats its verdict the way the prompt asks (``[[A]]``/``[[B]]``/
-  ``[[C]]``, LIMA's "Response A is better", or ``Rating: [[n]]`` with n from
-  the answer's length). E.g. ``fake.reply = lambda m: "Fine.\\nRating: [[4]]"``.
+  ``[[C]]``, LIMA's "Response A is better", Arena-Hard's ``[[A>>B]]`` … (strong
+  when one answer is at least twice as long), AlpacaEval's single letter, or
+  ``Rating: [[n]]`` with n from the answer's length, on 1–5 or 1–10 as asked),
+  for single-turn prompts and MT-Bench's two-turn conversations (the second
+  answers decide); any other request is answered like a chat model:
+  ``"[<model>] …"`` with ``answer_repeats[model]`` sentences (default 2) that
+  quote the last user message. E.g. ``fake.reply = lambda m: "Fine.\\nRating: [[4]]"``.
+- ``logprobs`` (bool, default True): answer ``"logprobs": true`` requests with
+  the first token's ``top_logprobs`` (the verdict letter's probability from the
+  two answers' lengths); False returns ``"logprobs": null`` like an endpoint
+  that has none.
 - ``position_bias`` (0–1): the fraction of pairs (chosen by a hash of the two
   answers, so the same pairs in both orders) for which the default judge
   answers "the first one" (A) whatever the order: those verdicts flip when
@@ -37,7 +46,8 @@ Knobs (attributes; change them at any time, also between requests)
 - ``error_rate`` (0–1) and ``error_statuses`` (default ``(429, 500, 503)``):
   answer that fraction of requests with one of those statuses (seeded random);
   ``fail_first`` (int): the first N requests get an error status whatever the
-  rate. 429 replies carry ``retry-after-ms: retry_after_ms``.
+  rate. Error replies carry ``retry-after-ms: retry_after_ms`` (``None``: no
+  header, so the client falls back to its exponential backoff).
 - ``stall_first`` (int) and ``stall_seconds``: the first N requests sleep that
   long before answering (to trigger client timeouts).
 - ``malformed_rate`` (0–1): that fraction of replies (seeded random) are
@@ -60,6 +70,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 import secrets
@@ -70,50 +81,97 @@ from typing import Callable
 
 import pytest
 
-__all__ = ["FakeOpenAI", "default_reply", "fake_openai"]
+__all__ = ["FakeOpenAI", "default_reply", "fake_openai", "preference_first"]
 
 _ANSWER_RE = re.compile(
-    r"\[The Start of Assistant ([AB])'s Answer\]\n?(.*?)\n?\[The End of Assistant \1's Answer\]", re.S
+    r"(?:\[|<\|)The Start of Assistant ([AB])'s Answer(?:\]|\|>)\n?(.*?)\n?(?:\[|<\|)The End of Assistant \1's Answer",
+    re.S,
 )
-_SINGLE_RE = re.compile(r"\[The Start of (?:the )?Response\]\n?(.*?)\n?\[The End of (?:the )?Response\]", re.S)
+_CONV_RE = re.compile(
+    r"<\|The Start of Assistant ([AB])'s Conversation with User\|>(.*?)<\|The End of Assistant \1's Conversation with User\|>",
+    re.S,
+)
+_SINGLE_RE = re.compile(r"\[The Start of (?:the )?Response\]\n?(.*?)\n?\[The End of (?:the )?Response\]"
+                        r"|\[The Start of Assistant's Answer\]\n?(.*?)\n?\[The End of Assistant's Answer\]", re.S)
 
 
 def _all_text(messages: list[dict]) -> str:
     return "\n".join(str(m.get("content", "")) for m in messages)
 
 
-def _format_pairwise(text: str, choice: str) -> str:
+def _last_answer(conversation: str, side: str) -> str:
+    parts = re.split(rf"### Assistant {side}:\n", conversation)
+    return parts[-1].split("\n\n### User:")[0].strip() if len(parts) > 1 else ""
+
+
+def _answers(text: str) -> dict[str, str]:
+    """The answers to compare (A and B), or the one to rate (A), from any of the judge formats."""
+    convs = dict(_CONV_RE.findall(text))
+    if convs:  # MT-Bench's multi-turn prompts: the answer to the last turn decides
+        return {side: _last_answer(body, side) for side, body in convs.items()}
+    found = dict(_ANSWER_RE.findall(text))
+    if found:
+        return found
+    single = _SINGLE_RE.findall(text)
+    if single:
+        return {"A": next(x for x in single[-1] if x is not None)}
+    return {}
+
+
+def _format_pairwise(text: str, choice: str, strong: bool = False) -> str:
     """Write ``choice`` ("A", "B" or "tie") in the verdict style the prompt asks for."""
     if "Neither is significantly better" in text:
         phrase = {"A": "Response A is better", "B": "Response B is better", "tie": "Neither is significantly better"}
         return f"Both answers address the question.\nVerdict: {phrase[choice]}"
+    if "[[A>>B]]" in text:
+        token = {"A": "A>>B" if strong else "A>B", "B": "B>>A" if strong else "B>A", "tie": "A=B"}[choice]
+        return f"Comparing the two answers.\nMy final verdict is: [[{token}]]"
+    if "one letter only" in text:
+        return {"A": "A", "B": "B", "tie": "A"}[choice]
     token = {"A": "[[A]]", "B": "[[B]]", "tie": "[[C]]"}[choice]
     return f"Comparing the two answers for helpfulness and detail.\n{token}"
 
 
-def default_reply(messages: list[dict], *, position_bias: float = 0.0) -> str:
-    """A deterministic judge: prefers the longer answer; rates by length.
+def _biased(a: str, b: str, position_bias: float) -> bool:
+    key = "\x00".join(sorted([a, b])).encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64 < position_bias
+
+
+def preference_first(a: str, b: str, position_bias: float = 0.0) -> float:
+    """The fake's probability that the first answer is preferred: from the length difference."""
+    if _biased(a, b, position_bias):
+        return 0.9
+    return min(0.98, max(0.02, 1 / (1 + math.exp(-(len(a) - len(b)) / 20))))
+
+
+def default_reply(messages: list[dict], *, position_bias: float = 0.0, model: str = "fake",
+                  repeats: int = 2) -> str:
+    """A deterministic judge: prefers the longer answer; rates by length. Otherwise a chat model.
 
     With ``position_bias`` p, a fraction p of pairs (by a hash of the unordered
     pair of answers) are answered "A" in both orders.
     """
     text = _all_text(messages)
-    answers = dict((k, v) for k, v in _ANSWER_RE.findall(text))
+    answers = _answers(text)
     if "A" in answers and "B" in answers:
         a, b = answers["A"], answers["B"]
-        key = "\x00".join(sorted([a, b])).encode()
-        draw = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
-        if draw < position_bias:
+        if _biased(a, b, position_bias):
             choice = "A"
         elif len(a) == len(b):
             choice = "tie"
         else:
             choice = "A" if len(a) > len(b) else "B"
-        return _format_pairwise(text, choice)
-    single = _SINGLE_RE.findall(text)
-    if single:
-        score = max(1, min(5, 1 + len(single[-1].strip()) // 40))
+        strong = max(len(a), len(b)) >= 2 * max(1, min(len(a), len(b)))
+        return _format_pairwise(text, choice, strong)
+    if "A" in answers:
+        n = len(answers["A"].strip())
+        score = max(1, min(10, 1 + n // 30)) if "scale of 1 to 10" in text else max(1, min(5, 1 + n // 40))
         return f"The response is on topic.\nRating: [[{score}]]"
+    users = [m for m in messages if m.get("role") == "user"]
+    if users:
+        last = " ".join(str(users[-1].get("content", "")).split())[:60]
+        turn = len(users)
+        return f"[{model}] " + " ".join(f"Point {i + 1} on turn {turn} about: {last}." for i in range(repeats))
     return "Hello from the fake chat-completions server."
 
 
@@ -134,6 +192,8 @@ class FakeOpenAI:
         self.stall_seconds = 2.0
         self.malformed_rate = 0.0
         self.usage: tuple[int, int] | None = None
+        self.logprobs = True
+        self.answer_repeats: dict[str, int] = {}
         self.seed = seed
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -190,7 +250,7 @@ class FakeOpenAI:
             time.sleep(self.latency)
         if n <= self.fail_first or error_draw < self.error_rate:
             status = status_pick
-            headers = {"retry-after-ms": str(self.retry_after_ms)} if status == 429 else {}
+            headers = {"retry-after-ms": str(self.retry_after_ms)} if self.retry_after_ms is not None else {}
             kind = "rate_limit_exceeded" if status == 429 else "server_error"
             return status, {"error": {"message": f"fake {status}", "type": kind, "code": kind}}, headers
         messages = body.get("messages") or []
@@ -199,12 +259,21 @@ class FakeOpenAI:
         elif self.reply is not None:
             text = self.reply(messages)
         else:
-            text = default_reply(messages, position_bias=self.position_bias)
+            model = str(body.get("model", self.model))
+            text = default_reply(messages, position_bias=self.position_bias, model=model,
+                                 repeats=self.answer_repeats.get(model, 2))
+        finish = "stop"
+        limit = body.get("max_tokens")
+        if isinstance(limit, int) and len(text) // 4 > limit:  # ~4 characters a token, cut like a real server
+            text, finish = text[: 4 * limit], "length"
         if self.usage is not None:
             prompt_tokens, completion_tokens = self.usage
         else:
             prompt_tokens = max(1, len(_all_text(messages)) // 4)
             completion_tokens = max(1, len(text) // 4)
+        logprobs = None
+        if body.get("logprobs") and self.logprobs:
+            logprobs = {"content": [self._token_logprobs(text, messages, int(body.get("top_logprobs") or 2))]}
         with self._lock:
             self.completions += 1
         payload = {
@@ -213,7 +282,9 @@ class FakeOpenAI:
             "created": int(time.time()),
             "model": body.get("model", self.model),
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}
+                {"index": 0, "message": {"role": "assistant", "content": text},
+                 "finish_reason": finish,
+                 "logprobs": logprobs}
             ],
             "usage": {
                 "prompt_tokens": prompt_tokens,
@@ -222,6 +293,21 @@ class FakeOpenAI:
             },
         }
         return 200, payload, {}
+
+    def _token_logprobs(self, text: str, messages: list[dict], top: int) -> dict:
+        """The first token of the reply and its alternatives: for a verdict letter, A and B with the
+        probabilities the lengths give; otherwise the token alone, with probability 1."""
+        first = (text.strip().split() or [""])[0]
+        answers = _answers(_all_text(messages))
+        if first in ("A", "B") and "A" in answers and "B" in answers:
+            p_a = preference_first(answers["A"], answers["B"], self.position_bias)
+            alts = [("A", math.log(p_a)), ("B", math.log(1 - p_a))]
+        else:
+            alts = [(first, 0.0)]
+        alts = sorted(alts, key=lambda t: -t[1])[:max(1, top)]
+        chosen = dict(alts).get(first, 0.0)
+        return {"token": first, "logprob": chosen, "bytes": list(first.encode()),
+                "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in alts]}
 
     def _handler_class(self):
         fake = self

@@ -195,7 +195,7 @@ def test_a_judge_folders_backend_settings_hold_unless_a_flag_is_given(fake_opena
     judge = tmp_path / "no-retry-judge"
     shutil.copytree(JUDGES_DIR / "lima-three-way", judge)
     cfg = yaml.safe_load((judge / "config.yaml").read_text())
-    cfg.update(name="no-retry-judge", backend={"max_retries": 0, "backoff_base": 0.01}, max_unparseable=1.0)
+    cfg.update(name="no-retry-judge", backend={"max_retries": 0}, max_unparseable=1.0)
     (judge / "config.yaml").write_text(yaml.safe_dump(cfg))
     args = ["judge", "--judge", str(judge), "--a", a, "--b", b, "--no-cache", "--no-progress", "--concurrency", "1"]
 
@@ -210,3 +210,68 @@ def test_a_judge_folders_backend_settings_hold_unless_a_flag_is_given(fake_opena
     assert fake_openai.requests == 3  # the flag was given: one retry
     row = read_records(tmp_path / "j2.jsonl")[0]
     assert row["verdict"] in ("win", "tie", "loss")
+
+
+# ------------------------------------------------------------------ issue 12: exit codes, the unparseable cache, costs
+
+
+def test_judge_fails_when_too_few_pairs_get_a_verdict(fake_openai, tmp_path, monkeypatch, capsys):
+    """A server that answers every request with 400: no pair judged, exit 1, and the summary says failed and why."""
+    _env(monkeypatch, fake_openai)
+    a, b = _gens(tmp_path, n=2)
+    fake_openai.error_rate = 1.0
+    fake_openai.error_statuses = (400,)
+    out = tmp_path / "j.jsonl"
+    args = ["judge", "--judge", "mtbench", "--a", a, "--b", b, "--out", str(out), "--no-cache", "--no-progress",
+            "--concurrency", "1"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "0/2 pairs judged" in err and "failed: only 0 of 2 pairs got a verdict" in err and "HTTP 400" in err
+    assert [r["status"] for r in read_records(out)] == ["failed", "failed"]
+    # a share below the default threshold fails too; a lower --min-verdicts accepts it
+    fake_openai.reset()
+    fake_openai.error_rate = 0.0
+    fake_openai.fail_first = 2  # the first pair's two orders: 400, not retried
+    a, b = _gens(tmp_path, n=4)
+    assert cli.main(args) == 1
+    assert "failed: only 3 of 4 pairs" in capsys.readouterr().err
+    fake_openai.reset()
+    fake_openai.fail_first = 2
+    assert cli.main(args + ["--min-verdicts", "0.7"]) == 0
+
+
+def test_unparseable_rerun_costs_nothing_unless_asked(fake_openai, tmp_path, monkeypatch, capsys):
+    _env(monkeypatch, fake_openai)
+    a, b = _gens(tmp_path, n=3)
+    fake_openai.malformed_rate = 1.0
+    args = ["judge", "--judge", "mtbench", "--a", a, "--b", b, "--out", str(tmp_path / "j.jsonl"),
+            "--cache-dir", str(tmp_path / "c"), "--no-progress"]
+    assert cli.main(args) == 1 and fake_openai.requests == 3 * 2 * 2
+    fake_openai.reset()
+    assert cli.main(args) == 1 and fake_openai.requests == 0  # "no verdict" came from the cache
+    assert all(r["status"] == "unparseable" for r in read_records(tmp_path / "j.jsonl"))
+    fake_openai.malformed_rate = 0.0
+    assert cli.main(args + ["--retry-unparseable"]) == 0 and fake_openai.requests == 6
+    assert [r["verdict"] for r in read_records(tmp_path / "j.jsonl")] == ["loss", "win", "win"]
+
+
+def test_cached_rerun_reports_what_the_judgments_cost(fake_openai, tmp_path, monkeypatch, capsys):
+    from eval import report
+    from eval.config import ReportArgs
+
+    _env(monkeypatch, fake_openai)
+    a, b = _gens(tmp_path, n=3)
+    fake_openai.usage = (500, 50)  # 0.00055 USD per request at 1 USD / M tokens
+    out = tmp_path / "j.jsonl"
+    args = ["judge", "--judge", "lima", "--a", a, "--b", b, "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+            "--price-input", "1", "--price-output", "1", "--no-progress"]
+    assert cli.main(args) == 0
+    assert "$0.0033 spent in this run; the judgments cost $0.0033 in all" in capsys.readouterr().err
+    assert cli.main(args) == 0 and fake_openai.requests == 6
+    assert "$0.0000 spent in this run; the judgments cost $0.0033 in all" in capsys.readouterr().err
+    rows = read_records(out)
+    assert [r["cost"] for r in rows] == pytest.approx([0.0011] * 3) and [r["spent"] for r in rows] == [0, 0, 0]
+    assert all(r["tokens"] == {"prompt": 1000, "completion": 100} for r in rows)
+    rep = report.main(ReportArgs(judgments=[str(out)], out=str(tmp_path / "rep")))
+    md = (rep / "report.md").read_text()
+    assert "The judgments cost $0.0033 in all; $0.0000 of it was spent by the runs that wrote these files" in md

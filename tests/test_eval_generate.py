@@ -138,3 +138,39 @@ def test_empty_and_cut_answers_are_flagged(tiny_model_dir, prompts_file, tmp_pat
                         max_new_tokens=4, progress=False, limit=3))
     err = capsys.readouterr().err
     assert "answers stopped at --max-new-tokens 4 and are cut short" in err
+
+
+def test_multi_turn_prompts_are_answered_turn_by_turn(tiny_model_dir, tmp_path):
+    rows = [{"id": "m1", "turns": ["Name a colour.", "Now name another one."], "category": "writing"},
+            {"id": "s1", "prompt": "Say hello.", "category": "chat"}]
+    write_jsonl(tmp_path / "p.jsonl", rows)
+    out = tmp_path / "g.jsonl"
+    cfg = GenerateConfig(prompts=str(tmp_path / "p.jsonl"), out=str(out), model=str(tiny_model_dir), max_new_tokens=6,
+                         progress=False)
+    main(cfg)
+    multi, single = read_records(out)
+    assert multi["turns"] == rows[0]["turns"] and len(multi["outputs"]) == 2 and multi["output"] == multi["outputs"][0]
+    assert "turns" not in single and single["output"]
+    assert len(multi["config"]["new_tokens_per_turn"]) == 2
+    # the second answer was generated with the model's own first answer in the context
+    model, tokenizer, _, _, _ = _load(cfg)
+    eos = end_of_turn_ids(tokenizer, model)
+    conversation = [{"role": "user", "content": rows[0]["turns"][0]},
+                    {"role": "assistant", "content": multi["outputs"][0]},
+                    {"role": "user", "content": rows[0]["turns"][1]}]
+    assert generate_batch(model, tokenizer, [conversation], cfg, eos)[0] == [multi["outputs"][1]]
+
+
+def test_vllm_backend_without_the_package_is_a_clear_error(tmp_path, capsys):
+    import importlib.util
+
+    from eval import cli
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here: bench/bench_generate.py exercises the backend on a GPU")
+    write_jsonl(tmp_path / "p.jsonl", [{"id": "a", "prompt": "Hi"}])
+    code = cli.main(["generate", "--backend", "vllm", "--model", "some/model", "--prompts", str(tmp_path / "p.jsonl"),
+                     "--out", str(tmp_path / "o.jsonl"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--backend vllm needs the vllm package" in err and "Traceback" not in err

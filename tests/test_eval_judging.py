@@ -18,7 +18,7 @@ from judging import JudgeFailure, JudgeRunError, Pair, Rating, judge_pairs, load
 
 
 def _conn(fake, **extra):
-    return dict(base_url=fake.base_url, api_key=fake.api_key, model=fake.model, backoff_base=0.01, **extra)
+    return dict(base_url=fake.base_url, api_key=fake.api_key, model=fake.model, **extra)
 
 
 def _pairs(n: int) -> list[Pair]:
@@ -275,3 +275,134 @@ def test_fake_server_speaks_the_protocol_to_the_openai_client(fake_openai):
     resp = client.chat.completions.create(model=fake_openai.model, messages=[{"role": "user", "content": "hi"}])
     assert resp.choices[0].message.content == "echo: hi" and resp.usage.total_tokens > 0
     assert fake_openai.requests == 1 and fake_openai.bodies[0]["messages"][0]["content"] == "hi"
+
+
+# ------------------------------------------------------------------ issue 12: unparseable replies, costs
+
+
+def test_unparseable_is_repaired_with_a_varied_request_then_cached(fake_openai, tmp_path):
+    """An unparseable reply is asked again with a different request (a reminder of the format), never the identical
+    one; after the repairs "no verdict" is cached, so a re-run makes no request unless asked to."""
+    fake_openai.malformed_rate = 1.0
+    conn = _conn(fake_openai, concurrency=1, max_unparseable=1.0)
+    run = judge_pairs(_pairs(2), "mtbench-pairwise", cache_dir=tmp_path, **conn)
+    assert fake_openai.requests == 2 * 2 * 2 and run.counts["unparseable"] == 2
+    first, repair = fake_openai.bodies[0]["messages"], fake_openai.bodies[1]["messages"]
+    assert first != repair and "Reminder" in repair[-1]["content"] and "[[A]]" in repair[-1]["content"]
+    assert repair[-1]["content"].startswith(first[-1]["content"])  # the same question, with the reminder added
+    assert all(r.status == "unparseable" for r in run.results)
+    fake_openai.reset()
+    again = judge_pairs(_pairs(2), "mtbench-pairwise", cache_dir=tmp_path, **conn)
+    assert fake_openai.requests == 0 and again.counts["cached"] == 4
+    assert [r.status for r in again.results] == ["unparseable", "unparseable"]
+    assert [r.parse_failures for r in again.results] == [4, 4]  # cumulative, from the cache
+    assert all(o["cached"] and o["reply"] == "I am not sure which is better." for r in again.results for o in r.orders)
+    # asked again on request; a judge that now answers gives verdicts, which replace "no verdict" in the cache
+    fake_openai.malformed_rate = 0.0
+    fixed = judge_pairs(_pairs(2), "mtbench-pairwise", cache_dir=tmp_path, retry_unparseable=True, **conn)
+    assert fake_openai.requests == 4 and fixed.counts["judged"] == 2
+    fake_openai.reset()
+    judge_pairs(_pairs(2), "mtbench-pairwise", cache_dir=tmp_path, **conn)
+    assert fake_openai.requests == 0
+
+
+def test_rerun_over_a_mixed_cached_set_makes_no_requests(fake_openai, tmp_path):
+    fake_openai.malformed_rate = 0.3
+    conn = _conn(fake_openai, max_unparseable=1.0)
+    first = judge_pairs(_pairs(20), "mtbench-pairwise", cache_dir=tmp_path, **conn)
+    assert first.counts["unparseable"] > 0 and first.counts["judged"] > 0
+    fake_openai.reset()
+    again = judge_pairs(_pairs(20), "mtbench-pairwise", cache_dir=tmp_path, **conn)
+    assert fake_openai.requests == 0
+    assert [(r.verdict, r.status) for r in again.results] == [(r.verdict, r.status) for r in first.results]
+
+
+def test_cost_and_tokens_are_cumulative_cached_or_not(fake_openai, tmp_path):
+    fake_openai.usage = (1000, 100)
+    conn = _conn(fake_openai, price_input=1.0, price_output=1.0)
+    first = judge_pairs(_pairs(3), "mtbench-pairwise", cache_dir=tmp_path, **conn)
+    assert first.cost == pytest.approx(6 * 0.0011) == first.cost_total
+    assert [r.cost for r in first.results] == pytest.approx([0.0022] * 3) and [r.spent for r in first.results] == pytest.approx([0.0022] * 3)
+    again = judge_pairs(_pairs(3), "mtbench-pairwise", cache_dir=tmp_path, **conn)
+    assert again.cost == 0 and again.cost_total == pytest.approx(first.cost_total)  # spent now: 0; the judgments cost as much
+    assert [r.cost for r in again.results] == pytest.approx([0.0022] * 3) and [r.spent for r in again.results] == [0, 0, 0]
+    assert [r.tokens for r in again.results] == [{"prompt": 2000, "completion": 200}] * 3
+    ratings = rate_many([("q", "r")], cache_dir=tmp_path, **conn)
+    cached = rate_many([("q", "r")], cache_dir=tmp_path, **conn)
+    assert ratings.results[0].cost > 0 and cached.results[0].spent == 0
+    assert cached.results[0].cost == pytest.approx(ratings.results[0].cost)
+
+
+def test_outcomes_are_typed(fake_openai):
+    from judging import Status
+
+    fake_openai.error_rate = 1.0
+    fake_openai.error_statuses = (400,)
+    run = judge_pairs(_pairs(1), "mtbench-pairwise", **_conn(fake_openai))
+    (r,) = run.results
+    assert r.status == Status.FAILED and r.verdict is None and "HTTP 400" in r.error
+    assert [o["status"] for o in r.orders] == ["failed", "failed"]
+    assert run.counts["failed"] == 1 and fake_openai.requests == 2  # a 400 is not retried
+
+
+# ------------------------------------------------------------------ issue 12: verdict scales
+
+
+def _scaled_pairs() -> list[Pair]:
+    much = "A thorough answer with many helpful details. " * 4
+    bit = "A short answer with one detail."
+    return [Pair("strong", "Q1?", much, "Brief."), Pair("slight", "Q2?", bit + " And a little more.", bit),
+            Pair("lost", "Q3?", "Brief.", much)]
+
+
+def test_arena_hard_five_point_scale_weighs_strong_wins(fake_openai, tmp_path):
+    import shutil
+
+    import yaml
+
+    from eval import stats
+
+    run = judge_pairs(_scaled_pairs(), "arena-hard-5", **_conn(fake_openai))
+    strong, slight, lost = run.results
+    assert [o["raw"] for o in strong.orders] == ["A>>B", "B>>A"] and strong.verdict == "win" and strong.weight == 3
+    assert [o["raw"] for o in slight.orders] == ["A>B", "B>A"] and slight.verdict == "win" and slight.weight == 1
+    assert lost.verdict == "loss" and lost.weight == 3 and all(o["strong"] for o in lost.orders)
+    assert "[[A>>B]]" in fake_openai.bodies[0]["messages"][0]["content"]
+    verdicts = [r.verdict for r in run.results]
+    summary = stats.summarize(verdicts, weights=[r.weight for r in run.results])
+    assert summary["win_rate"] == pytest.approx((3 + 1 + 0) / 7) and summary["weighted"]
+    # the weight is configurable: 1 counts every win alike
+    folder = tmp_path / "arena-even"
+    shutil.copytree(judging.JUDGES_DIR / "arena-hard-5", folder)
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    (folder / "config.yaml").write_text(yaml.safe_dump({**cfg, "name": "arena-even", "strong_weight": 1}))
+    even = judge_pairs(_scaled_pairs(), folder, **_conn(fake_openai))
+    assert [r.weight for r in even.results] == [1, 1, 1]
+
+
+def test_logprob_preference_from_the_verdict_token(fake_openai):
+    from openai_fixtures import preference_first
+
+    pairs = _scaled_pairs()
+    run = judge_pairs(pairs, "logprob-preference", **_conn(fake_openai))
+    body = fake_openai.bodies[0]
+    assert body["logprobs"] is True and body["top_logprobs"] == 5 and body["max_tokens"] == 1
+    for p, r in zip(pairs, run.results):
+        ab = preference_first(p.output_a, p.output_b)
+        ba = 1 - preference_first(p.output_b, p.output_a)
+        assert [o["prob_source"] for o in r.orders] == ["logprobs", "logprobs"]
+        assert [o["prob"] for o in r.orders] == pytest.approx([ab, ba], abs=1e-6)
+        assert r.score == pytest.approx((ab + ba) / 2, abs=1e-6)
+    assert 0.5 < run.results[1].score < run.results[0].score < 1  # a small length gap, a small preference
+    # an endpoint without logprobs: the parsed letter counts 1 or 0
+    fake_openai.logprobs = False
+    plain = judge_pairs(pairs, "logprob-preference", **_conn(fake_openai))
+    assert [o["prob_source"] for r in plain.results for o in r.orders] == ["verdict"] * 6
+    assert [r.score for r in plain.results] == [1.0, 1.0, 0.0]
+
+
+def test_logprob_preference_on_a_local_model(tiny_model_dir):
+    (r,) = judge_pairs([Pair("p", "Q?", "An answer.", "Another answer.")], "logprob-preference", kind="transformers",
+                       model=str(tiny_model_dir)).results
+    assert [o["prob_source"] for o in r.orders] == ["logprobs", "logprobs"]
+    assert 0 < r.score < 1 and r.score == pytest.approx(sum(o["prob"] for o in r.orders) / 2)

@@ -151,3 +151,105 @@ def test_report_says_what_each_system_is_and_flags_empty_and_cut_answers(tmp_pat
     assert "134.5 M parameters" in judge and "close to noise" in judge  # the judge's size, and what it means
     md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
     assert "1 of 4 answers are EMPTY" in md and "1 of 4 answers are EMPTY" in html
+
+
+@pytest.mark.parametrize("judged", [0, 1])
+def test_report_with_fewer_than_two_verdicts(fake_openai, tmp_path, monkeypatch, judged):
+    """One judged pair (or none) is a report with what there is, not a template crash (issue 12)."""
+    llm, _ = _judgments(tmp_path, monkeypatch, fake_openai)
+    rows = read_records(llm)[:2]
+    rows[1].update(verdict=None, consistent=None, status="failed", error="ab: HTTP 400: bad request")
+    if judged == 0:
+        rows[0].update(verdict=None, consistent=None, status="failed", error="ab: HTTP 400: bad request")
+    write_jsonl(tmp_path / "few.jsonl", rows)
+    out = report.main(ReportArgs(judgments=[str(tmp_path / "few.jsonl")], out=str(tmp_path / "rep")))
+    (r,) = json.loads((out / "summary.json").read_text())["results"]
+    assert r["n"] == judged and r["lc_win_rate"] is None and r["lc_problem"]
+    md = (out / "report.md").read_text()
+    assert "2 pairs have no verdict" in md or "1 of 2 pairs have no verdict" in md
+    assert (out / "report.html").is_file()
+
+
+def _systems(tmp_path, names_lengths: dict, n: int = 40, empty: int = 0, truncated: int = 0, seed: int = 0):
+    """generations.jsonl per system: answer lengths vary by prompt (so length can be controlled)."""
+    import random
+
+    rng = random.Random(seed)
+    paths = {}
+    for k, (name, base) in enumerate(names_lengths.items()):
+        rows = []
+        for i in range(n):
+            words = max(1, base + rng.randint(-base // 2, base // 2))
+            out = "" if (k == 0 and i < empty) else " ".join(f"w{i}" for _ in range(words))
+            rows.append({"id": f"q{i:02d}", "prompt": f"Question {i}?", "category": ["a", "b"][i % 2], "output": out,
+                         "generator": name, "model": name, "adapter": None,
+                         "config": {"hit_max_new_tokens": k == 0 and empty <= i < empty + truncated}})
+        paths[name] = tmp_path / f"{name}.jsonl"
+        write_jsonl(paths[name], rows)
+    return paths
+
+
+def test_headline_sentence_and_its_warnings(fake_openai, tmp_path, monkeypatch):
+    for k, v in fake_openai.env().items():
+        monkeypatch.setenv(k, v)
+    paths = _systems(tmp_path, {"cand": 12, "ref": 12}, n=20, empty=1, truncated=2)
+    out = tmp_path / "j.jsonl"
+    assert cli.main(["judge", "--judge", "mtbench", "--a", str(paths["cand"]), "--b", str(paths["ref"]),
+                     "--out", str(out), "--no-cache", "--no-progress"]) == 0
+    rep = report.main(ReportArgs(judgments=[str(out)], out=str(tmp_path / "rep")))
+    (r,) = json.loads((rep / "summary.json").read_text())["results"]
+    md = (rep / "report.md").read_text()
+    head = md.split("## Headline", 1)[1].split("##", 1)[0]
+    lo, hi = r["bootstrap"]
+    assert (f"**cand vs ref (judge mtbench-pairwise (openai:fake-judge), 20 prompts): cand wins "
+            f"{100 * r['win_rate']:.0f} % [{100 * lo:.0f}–{100 * hi:.0f}]") in head
+    assert "position-consistent on 100 %" in head and ("significant (sign test p = " in head)
+    if r["lc_win_rate"] is not None:
+        assert f"length-controlled {100 * r['lc_win_rate']:.0f} %" in head
+    else:
+        assert "length cannot be controlled" in head
+    for warning in ("cand gave 1 empty answer(s) out of 20", "cut at the token limit on 2 of 20 prompts",
+                    "Only 20 prompts"):
+        assert warning in head
+    assert "paired-bootstrap intervals over prompts: the primary intervals" in head
+    html = (rep / "report.html").read_text()
+    assert 'class="sentence"' in html and "cand gave 1 empty answer(s)" in html
+
+
+def test_no_winner_from_a_judge_that_cannot_be_trusted(fake_openai, tmp_path, monkeypatch):
+    for k, v in fake_openai.env().items():
+        monkeypatch.setenv(k, v)
+    paths = _systems(tmp_path, {"cand": 30, "ref": 10}, n=12)
+    fake_openai.position_bias = 1.0  # always picks the answer shown first
+    out = tmp_path / "j.jsonl"
+    assert cli.main(["judge", "--judge", "mtbench", "--a", str(paths["cand"]), "--b", str(paths["ref"]),
+                     "--out", str(out), "--no-cache", "--no-progress"]) == 0
+    rep = report.main(ReportArgs(judgments=[str(out)], out=str(tmp_path / "rep")))
+    (r,) = json.loads((rep / "summary.json").read_text())["results"]
+    assert r["trust"]["trusted"] is False and r["consistency"] == 0
+    head = (rep / "report.md").read_text().split("## Headline", 1)[1].split("##", 1)[0]
+    assert "no winner is named: this judge cannot be trusted here" in head
+    assert "same verdict in both orders on only 0 % of the pairs and picked a position rather than an answer on 12" in head
+    assert "cand wins" not in head
+
+
+def test_headline_reports_the_judges_agreement_with_humans(fake_openai, tmp_path, monkeypatch):
+    llm, hum = _judgments(tmp_path, monkeypatch, fake_openai)
+    out = report.main(ReportArgs(judgments=[str(llm), str(hum)], out=str(tmp_path / "rep")))
+    summary = json.loads((out / "summary.json").read_text())
+    llm_r, hum_r = summary["results"]
+    (agree,) = summary["agreements"]
+    assert llm_r["human_agreement"]["kappa"] == agree["kappa"]
+    head = (out / "report.md").read_text().split("## Headline", 1)[1].split("##", 1)[0]
+    assert f"agrees with humans at kappa {agree['kappa']:.2f} on 10 pairs" in head
+    assert "human vs" not in head and "2 human annotators, blind A/B" in head
+
+
+def test_report_modules_doctests():
+    import doctest
+
+    from eval import grades, headline, leaderboard
+
+    for mod in (headline, grades, leaderboard):
+        result = doctest.testmod(mod)
+        assert result.attempted > 0 and result.failed == 0, mod.__name__

@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import math
 
+import numpy as np
 import pytest
 
 from eval import stats
@@ -127,3 +128,81 @@ def test_evaluate_module(repo_root):
     assert 0.5 < lc["lc_win_rate"] < 0.55  # the default weak penalty moves it a little from the exact 0.5
     with pytest.raises(ValueError, match="not win/tie/loss"):
         metric.compute(predictions=["maybe"])
+
+
+# ------------------------------------------------------------------ issue 12: length control worth trusting
+
+
+def test_newton_fit_matches_scipy():
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(3)
+    n = 60
+    x = np.tanh(rng.normal(size=n))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(0.4 + 1.2 * x)))).astype(float)
+    y[:5] = 0.5  # ties
+    X = np.stack([np.ones(n), x], axis=1)
+
+    def nll(b):
+        z = X @ b
+        return float(np.sum(np.logaddexp(0, z) - y * z) + 0.1 * b[1] ** 2)
+
+    ref = minimize(nll, np.zeros(2), method="BFGS", options={"gtol": 1e-10}).x
+    (beta,) = stats.fit_logistic(X, y, np.ones(n), [0.0, 0.1])
+    assert beta == pytest.approx(ref, abs=1e-5)
+
+
+def test_length_controlled_interval_is_the_bootstrap_of_refits():
+    rng = np.random.default_rng(0)
+    n = 40
+    len_a = rng.integers(50, 400, n)
+    len_b = rng.integers(50, 400, n)
+    verdicts = [("win" if rng.random() < 0.3 + 0.4 * (a > b) else "loss") for a, b in zip(len_a, len_b)]
+    lo, hi = stats.length_controlled_interval(verdicts, len_a, len_b, n_boot=200, seed=5)
+    # the same resamples, refitted one by one on the resampled prompts
+    counts = stats.resample_counts(n, 200, 5)
+    rates = []
+    for row in counts:
+        idx = np.repeat(np.arange(n), row.astype(int))
+        lc = stats.length_controlled_win_rate([verdicts[i] for i in idx], len_a[idx], len_b[idx])
+        rates.append(lc.win_rate)
+    # (one difference: the length scale sd is the full sample's in the batched refits)
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(rates, [0.025, 0.975])), abs=0.03)
+    point = stats.length_controlled_win_rate(verdicts, len_a, len_b).win_rate
+    assert lo < point < hi
+
+
+def test_length_that_cannot_be_controlled_is_said_not_corrected():
+    verdicts = ["win"] * 14 + ["loss"] * 6
+    longer = stats.summarize(verdicts, [300] * 19 + [100], [100] * 20)
+    assert longer["lc_win_rate"] is None and longer["lc_interval"] is None
+    assert "longer on 95 % of the prompts" in longer["lc_problem"]
+    few = stats.summarize(verdicts[:5], [300, 100, 300, 100, 300], [100] * 5)
+    assert few["lc_win_rate"] is None and "too few" in few["lc_problem"]
+    mixed = stats.summarize(["win", "loss", "tie", "win"] * 5, [300, 100, 200, 150] * 5, [100, 300, 200, 200] * 5)
+    assert mixed["lc_problem"] is None and mixed["lc_interval"][0] <= mixed["lc_win_rate"] <= mixed["lc_interval"][1]
+
+
+def test_instruction_difficulty_separates_hard_prompts_from_length():
+    """System X mostly writes long answers on the hard prompts (where every system loses) and short ones on the easy
+    prompts, and its verdicts follow the difficulty, not the length: without a difficulty term length looks
+    harmful; with it (measured on system Y), length explains little."""
+    n = 40
+    hard = [i % 2 == 0 for i in range(n)]
+    flip = {3, 7, 10, 22}  # a few verdicts against the pattern, so nothing is perfectly separated
+    x_verdicts = [("loss" if h else "win") if i not in flip else ("win" if h else "loss") for i, h in enumerate(hard)]
+    y_verdicts = [("loss" if h else "win") if i not in {5, 16} else "tie" for i, h in enumerate(hard)]
+    len_x = [(400 if h else 150) if i % 5 else (150 if h else 400) for i, h in enumerate(hard)]
+    ref = [250] * n
+    ids = [f"p{i}" for i in range(n)]
+    by_system = {"x": dict(zip(ids, (stats.SCORE[v] for v in x_verdicts))),
+                 "y": dict(zip(ids, (stats.SCORE[v] for v in y_verdicts)))}
+    d = stats.instruction_difficulty(by_system, "x")
+    # a prompt the other systems lose on scores low (hard), one they win on high (easy); ties sit near the middle
+    assert all(d[f"p{i}"] < -1 for i in range(0, n, 2) if i != 16) and all(d[f"p{i}"] > 1 for i in range(1, n, 2) if i != 5)
+    plain = stats.length_controlled_win_rate(x_verdicts, len_x, ref)
+    with_d = stats.length_controlled_win_rate(x_verdicts, len_x, ref, difficulty=[d[i] for i in ids])
+    assert plain.length_coef < -1 and abs(with_d.length_coef) < abs(plain.length_coef) / 2
+    assert with_d.difficulty_coef > 0
+    raw = stats.win_rate(x_verdicts)
+    assert abs(with_d.win_rate - raw) < abs(plain.win_rate - raw)

@@ -122,3 +122,15 @@ def test_cli_bad_key_exits_2_with_message(tmp_path):
     assert out.returncode == 2
     assert "did you mean 'learning_rate'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_optimizer_names_are_transformers_names_and_checked():
+    """Every optimizer a recipe may name is one transformers knows; a misspelt one fails validation with the list."""
+    from transformers.training_args import OptimizerNames
+
+    assert set(C.OPTIMIZERS) <= {o.value for o in OptimizerNames}
+    assert {"paged_adamw_8bit", "paged_adamw_32bit", "adamw_8bit"} <= set(C.OPTIMIZERS)
+    with pytest.raises(ValueError, match="optim: 'paged_adamw_8bits' is not one of .*paged_adamw_8bit"):
+        C.parse_args(["--model", "m", "--data", "d", "--optim", "paged_adamw_8bits"])
+    with pytest.raises(ValueError, match="loss: 'fast' is not one of auto, chunked, fused, full"):
+        C.parse_args(["--model", "m", "--data", "d", "--loss", "fast"])

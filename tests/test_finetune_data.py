@@ -137,7 +137,7 @@ def test_packed_examples_do_not_attend_to_each_other(tiny_model_dir, tok, attn):
     """Each example's logits in a padding-free batch (the model as finetune loads it for training: per-example
     sdpa, or transformers' block mask for eager) equal its logits alone in a plain eager model."""
     from finetune.config import FinetuneConfig
-    from finetune.train import load_base, training_attention
+    from finetune.model import load_base, training_attention
 
     eot = D.setup_template(tok, None, None)
     exs = [{"id": str(i), "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
@@ -148,14 +148,90 @@ def test_packed_examples_do_not_attend_to_each_other(tiny_model_dir, tok, attn):
     assert model.config._attn_implementation == ("finetune_packed_sdpa" if attn == "sdpa" else "eager")
     reference = load_base(cfg, torch.float32, attn="eager").eval()
     batch = D.PaddingFreeCollator()(rows)
+    lengths = [len(r["input_ids"]) for r in rows]
+    assert batch["cu_seq_lens_q"].tolist() == [0, lengths[0], lengths[0] + lengths[1], sum(lengths)]
+    assert batch["max_length_q"] == max(lengths)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    # with the collator's boundaries, and with position_ids alone (boundaries found from the restarts at 0)
+    positions_only = {k: v for k, v in inputs.items() if not k.startswith(("cu_seq_lens", "max_length"))}
     with torch.no_grad():
-        packed = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
+        for packed in (model(**inputs).logits[0], model(**positions_only).logits[0]):
+            start = 0
+            for row in rows:
+                alone = reference(input_ids=torch.tensor([row["input_ids"]])).logits[0]
+                n = len(row["input_ids"])
+                torch.testing.assert_close(packed[start:start + n], alone, atol=1e-5, rtol=1e-4)
+                start += n
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="PyTorch's varlen sdpa kernels need a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_packed_examples_stay_apart_with_the_cuda_varlen_kernel(tiny_model_dir, tok, dtype):
+    """On a GPU, packed rows go through one nested-tensor sdpa call (no loop); logits equal each example alone."""
+    from finetune import attention
+    from finetune.config import FinetuneConfig
+    from finetune.model import load_base, training_attention
+
+    eot = D.setup_template(tok, None, None)
+    exs = [{"id": str(i), "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+           for i, (q, a) in enumerate([("one", "first answer"), ("two two", "second"), ("three", "third one here")])]
+    rows, _ = D.build_rows(tok, exs, eot, 128, "truncate")
+    cfg = FinetuneConfig(model=str(tiny_model_dir), data="x", quantization="none")
+    model = load_base(cfg, dtype, attn=training_attention(cfg)).train()
+    reference = load_base(cfg, dtype, attn="eager").eval()
+    batch = {k: (v.cuda() if hasattr(v, "cuda") else v) for k, v in D.PaddingFreeCollator()(rows).items()
+             if k != "labels"}
+    with torch.no_grad():
+        packed = model(**batch).logits[0].float()
         start = 0
         for row in rows:
-            alone = reference(input_ids=torch.tensor([row["input_ids"]])).logits[0]
+            alone = reference(input_ids=torch.tensor([row["input_ids"]], device="cuda")).logits[0].float()
             n = len(row["input_ids"])
-            torch.testing.assert_close(packed[start:start + n], alone, atol=1e-5, rtol=1e-4)
+            tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=5e-2, rtol=5e-2)
+            torch.testing.assert_close(packed[start:start + n], alone, **tol)
             start += n
+    assert not attention._nested_failed, attention._nested_failed
+
+
+def test_the_varlen_path_equals_per_example_attention():
+    """The one-call path of a GPU (nested jagged tensors) gives what causal attention over each example alone gives,
+    with grouped-query heads (skipped where PyTorch has no causal nested kernel: the CPU)."""
+    import torch.nn.functional as F
+
+    from finetune import attention
+
+    torch.manual_seed(0)
+    cu = torch.tensor([0, 3, 7, 12], dtype=torch.int32)
+    q, k, v = torch.randn(1, 4, 12, 8), torch.randn(1, 2, 12, 8), torch.randn(1, 2, 12, 8)
+    try:
+        out = attention.nested_sdpa(q, k, v, cu, 5, 0.0, None)
+    except RuntimeError as err:
+        pytest.skip(f"no causal nested-tensor sdpa on this device: {str(err).splitlines()[0]}")
+    expected = torch.cat([F.scaled_dot_product_attention(q[:, :, s:e], k[:, :, s:e].repeat_interleave(2, 1),
+                                                         v[:, :, s:e].repeat_interleave(2, 1), is_causal=True)
+                          for s, e in [(0, 3), (3, 7), (7, 12)]], 2).transpose(1, 2)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_packed_rows_survive_gradient_checkpointing_recomputation():
+    """The varlen path's nested tensors keep one ragged dimension per batch: gradient checkpointing recomputes a layer
+    and compares the shapes of its saved tensors with the first forward's. A fresh offsets tensor per call named a
+    new ragged dimension (j24 vs j25) and training on a GPU stopped with a CheckpointError at the first backward."""
+    from torch.utils.checkpoint import checkpoint
+
+    from finetune import attention
+
+    cu = torch.tensor([0, 3, 7, 12], dtype=torch.int32)
+    x = torch.randn(1, 2, 12, 4, requires_grad=True)
+    w = torch.randn(4, 4, requires_grad=True)
+
+    def layer(x, cu):  # a layer that saves a nested tensor for its backward
+        nt = attention.jagged(x, cu, 5)
+        return (nt * nt).transpose(1, 2).values().sum() * w.sum()
+
+    assert attention.jagged(x, cu, 5).shape == attention.jagged(x, cu, 5).shape  # the same ragged dimension
+    checkpoint(layer, x, cu, use_reentrant=False).backward()
+    assert x.grad is not None and w.grad is not None
 
 
 def test_bad_records_name_the_record_and_line(tmp_path, tiny_model_dir, capsys):

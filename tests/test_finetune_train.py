@@ -156,7 +156,7 @@ def test_saved_adapter_loads_onto_the_base_and_gives_the_trained_logits(trained)
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from finetune.train import load_base
+    from finetune.model import load_base
 
     tok = AutoTokenizer.from_pretrained(trained.run_dir)
     base = load_base(trained.cfg, run_compute_dtype(trained.run_dir))  # the dtype the run trained in
@@ -187,7 +187,7 @@ def test_merge_writes_bf16_model_with_the_adapters_logits(trained, tmp_path):
 
     from finetune.__main__ import main
     from finetune.merge import compare
-    from finetune.train import load_base
+    from finetune.model import load_base
 
     out = tmp_path / "merged"
     assert main(["merge", str(trained.run_dir), "--output", str(out)]) == 0
@@ -270,3 +270,28 @@ def test_a_checkpoint_cut_short_is_skipped_on_resume(trained, tmp_path):
     assert latest_checkpoint(ckpts) == newest
     (partial / "trainer_state.json").write_text('{"global_step": 3')  # cut mid-write
     assert latest_checkpoint(ckpts) == newest
+
+
+def test_the_run_records_its_loss_and_attention_paths(trained):
+    """On a CPU without liger-kernel: the chunked loss (no full logits) and the packed-row sdpa."""
+    prov = json.loads((trained.run_dir / "provenance.json").read_text())
+    assert prov["loss"] == "chunked" and prov["attention"] == "finetune_packed_sdpa"
+
+
+def test_paged_8bit_optimizer_from_the_recipe_options(trained, tmp_path):
+    """optim: paged_adamw_8bit trains through bitsandbytes' optimizer (unpaged on a CPU, said once in the log)."""
+    from finetune.train import run
+
+    class OptimizerSeen(TrainerCallback):
+        def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
+            self.optimizer = optimizer
+
+    seen = OptimizerSeen()
+    cfg = load_config(TINY_RECIPE, model=str(trained.model_dir), data=str(trained.data), output_dir=str(tmp_path / "o"),
+                      optim="paged_adamw_8bit", max_steps=3, dev_size=0.0, save_steps=100, logging_steps=1)
+    run_dir = run(cfg, callbacks=(seen,))
+    inner = getattr(seen.optimizer, "optimizer", seen.optimizer)
+    assert type(inner).__module__.startswith("bitsandbytes")
+    assert inner.args.optim_bits == 8 and inner.is_paged
+    losses = [m["loss"] for m in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in m]
+    assert len(losses) == 3 and all(x == x for x in losses)

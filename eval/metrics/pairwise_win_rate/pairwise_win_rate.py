@@ -32,7 +32,8 @@ Args:
     n_boot (optional, default 2000), seed (optional, default 0): the paired bootstrap.
 Returns:
     win_rate, wins, ties, losses, n, wilson_low, wilson_high, bootstrap_low, bootstrap_high,
-    sign_test_p, and with lengths lc_win_rate and length_coef.
+    sign_test_p, and with lengths lc_win_rate (None where length cannot be controlled, the reason in
+    lc_problem), its bootstrap interval lc_low, lc_high, and length_coef.
 Examples:
     >>> m = evaluate.load("eval/metrics/pairwise_win_rate")
     >>> m.compute(predictions=["win", "win", "tie", "loss"])["win_rate"]
@@ -67,7 +68,8 @@ class PairwiseWinRate(evaluate.Metric):
             "bootstrap_low": s["bootstrap"][0], "bootstrap_high": s["bootstrap"][1],
             "sign_test_p": s["sign_test_p"],
         }
-        if "lc_win_rate" in s:
-            out["lc_win_rate"] = s["lc_win_rate"]
-            out["length_coef"] = s["lc_length_coef"]
+        if len_a is not None and len_b is not None:
+            lc_low, lc_high = s["lc_interval"] or (None, None)
+            out.update(lc_win_rate=s["lc_win_rate"], lc_low=lc_low, lc_high=lc_high, length_coef=s["lc_length_coef"],
+                       lc_problem=s["lc_problem"])  # lc_win_rate None, with the reason, where length cannot be controlled
         return out
