@@ -155,16 +155,22 @@ def generate(cfg: GenerateConfig, prompts: list[Prompt], out: Path) -> Path:
         for row in read_records(out):
             done[row["id"]] = row
     adapter = resolve_adapter(cfg.adapter) if cfg.backend != "openai" else ""
-    clash = [r["id"] for r in done.values() if (r.get("model"), r.get("adapter") or "") != (cfg.model, adapter)
-             or (r.get("config") or {}).get("quantization", "none") != cfg.quantization]
-    if clash:
-        raise ValueError(f"{out} already holds answers from another model/adapter/quantization (e.g. {clash[0]}); "
-                         "use another --out, or delete it to start over")
+    identity = answer_identity(cfg, adapter)
+    for r in done.values():
+        stored = {"model": r.get("model"), "adapter": r.get("adapter") or "", **(r.get("config") or {})}
+        differ = [k for k, v in identity.items() if stored.get(k, RESUME_DEFAULTS.get(k)) != v]
+        if differ:
+            raise ValueError(
+                f"{out} already holds answers made otherwise (record {r['id']}: {', '.join(differ)} differ"
+                + (": the adapter was trained again since" if "adapter_sha256" in differ else "")
+                + "); use another --out, or delete it to start over")
     pending = [p for p in prompts if p.id not in done]
     if done:
         print(f"resuming: {len(done)} answers already in {out}, {len(pending)} to go", file=sys.stderr)
     started = time.perf_counter()
     backend = {"hf": HFGenerator, "openai": APIGenerator, "vllm": VLLMGenerator}[cfg.backend](cfg, adapter)
+    if adapter:
+        backend.provenance["adapter_sha256"] = identity["adapter_sha256"]
     generator = generator_name(cfg)
     failed: list[tuple[str, str]] = []
     stopped = False
@@ -209,6 +215,31 @@ def generate(cfg: GenerateConfig, prompts: list[Prompt], out: Path) -> Path:
         raise GenerationIncomplete(f"{len(failed)} prompt(s) got no answer (first: {failed[0][0]}: {failed[0][1]}); "
                                    f"the other answers are in {out}: run the same command again to retry them")
     return out
+
+
+# What makes an answer file's rows reusable on resume: the same system and the same decoding. A row written by an
+# earlier version lacks the newer keys; these defaults stand for them.
+RESUME_DEFAULTS = {"quantization": "none", "backend": "hf"}
+
+
+def answer_identity(cfg: GenerateConfig, adapter: str) -> dict:
+    """The settings a resumed file's rows must share with this run (``_row`` stores each in the row)."""
+    identity = {"model": cfg.model, "adapter": adapter or "", "quantization": cfg.quantization,
+                "backend": cfg.backend, "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
+                "system_prompt": cfg.system_prompt, "seed": cfg.seed}
+    if cfg.temperature > 0:
+        identity["top_p"] = cfg.top_p
+    if adapter:
+        identity["adapter_sha256"] = adapter_sha256(adapter)
+    return identity
+
+
+def adapter_sha256(adapter: str) -> str:
+    """The sha256 of the adapter's weights (what changes when the run is trained again)."""
+    from contract.io import sha256_file
+
+    weights = sorted(Path(adapter).glob("adapter_model.*"))
+    return sha256_file(weights[0]) if weights else ""
 
 
 def _conversation(cfg: GenerateConfig, p: Prompt, answers: list[str], turn: int) -> list[dict]:

@@ -128,7 +128,8 @@ def test_generation_merges_a_qlora_adapter_into_the_nf4_base_it_trained_on(tiny_
     from contract.models import load_for_inference, run_compute_dtype
     from finetune.config import load as load_config
     from finetune.merge import compare
-    from finetune.train import load_base, run
+    from finetune.model import load_base
+    from finetune.train import run
 
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps({"messages": [
