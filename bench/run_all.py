@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run every benchmark in bench/ one after another (`make bench`).
 
-    .venv/bin/python bench/run_all.py [--only server,curation,embed,shards,minhash,finetune,dpo,eval,generate] [--quick]
+    .venv/bin/python bench/run_all.py [--only server,curation,embed,shards,minhash,finetune,dpo,eval,generate,adapter] [--quick]
 
 Each benchmark measures its baseline in the same run and writes its figures to
 bench/results/<name>.json; bench/README.md says what each one measures and the
@@ -28,12 +28,13 @@ QUICK_ARGS = {
     "shards": ["--n", "4000", "--rows", "1000"],
     "minhash": ["--n", "1000"],
     "dpo": ["--pairs", "16", "--steps", "4"],
+    "adapter": ["--tokens", "16", "--rounds", "1"],
 }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="server,curation,embed,shards,minhash,finetune,dpo,eval,generate",
+    parser.add_argument("--only", default="server,curation,embed,shards,minhash,finetune,dpo,eval,generate,adapter",
                         help="comma-separated benchmarks")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     args = parser.parse_args(argv)
