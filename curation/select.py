@@ -310,6 +310,8 @@ def write_selection(strategy: str, res: dict, pool: Pool, ws: Workspace, cfg: Cu
 def run(cfg: CurationConfig, ws: Workspace, *, strategies: list[str] | None = None, force: bool = False) -> dict:
     strategies = list(strategies or cfg.select.strategies)
     ws.require(ws.signals, "score")
+    base = [p for p in (ws.signals, ws.candidates, ws.embeddings) if p == ws.signals or p.exists()]
+    ws.check_fresh([ws.name(p) for p in base], "select")
     has_decisions = ws.decisions.exists()
     if "curated" in strategies and not has_decisions:
         if strategies == ["curated"]:
@@ -318,6 +320,8 @@ def run(cfg: CurationConfig, ws: Workspace, *, strategies: list[str] | None = No
                                     "answered)")
         print("select: no decisions yet (run pull): skipping the curated strategy", file=sys.stderr)
         strategies = [s for s in strategies if s != "curated"]
+    if "curated" in strategies:
+        ws.check_fresh([ws.name(ws.decisions)], "select")
     inputs = {
         "signals": sha256_file(ws.signals),
         "embeddings": sha256_file(ws.embeddings) if ws.embeddings.exists() else None,
@@ -342,7 +346,10 @@ def run(cfg: CurationConfig, ws: Workspace, *, strategies: list[str] | None = No
             n = write_selection(st, res, pool, ws, cfg)
             chosen = res["chosen"]
             report["strategies"][st] = {
-                "fingerprint": fp, "finished_at": now(), "budget": cfg.select.budget, "selected": n,
+                "fingerprint": fp, "finished_at": now(),
+                "inputs": ws.hashes(base + ([ws.decisions] if st == "curated" else [])),
+                "outputs": ws.hashes([ws.selection(st)]),
+                "budget": cfg.select.budget, "selected": n,
                 "considered": res["considered"], "skipped": res["skipped"], "diversity": res["diversity"],
                 "by_source": _counts(pool.col["source"][chosen]),
                 "by_category": _counts(res["categories"][chosen]),

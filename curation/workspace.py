@@ -21,6 +21,14 @@ Layout (see curation/README.md)::
 A step writes its outputs to temporary files renamed into place, then its
 report; a report whose fingerprint matches the step's inputs means the step
 is up to date and is skipped (``--force`` re-runs it).
+
+The stage graph: every report records the sha256 of each file it read
+(``inputs``: workspace artifacts by name, pools as ``pool:<absolute path>``,
+other files as ``file:<absolute path>``) and of each file it wrote
+(``outputs``). Before a step reads an artifact, :meth:`Workspace.check_fresh`
+walks that chain back to the pools: a file that is not what its step last
+wrote, or that was made from inputs that have changed since, stops the step
+with the stale stage and the commands that bring it up to date.
 """
 
 from __future__ import annotations
@@ -40,6 +48,23 @@ from contract.io import atomic_path, write_json
 
 class WorkspaceLocked(RuntimeError):
     pass
+
+
+class StaleError(RuntimeError):
+    """An artifact was made from inputs that have changed since (or is not what its step wrote)."""
+
+
+#: The steps in order; each artifact's producing step.
+ORDER = ("ingest", "score", "push", "pull", "select", "export")
+PRODUCER = {"candidates.parquet": "ingest", "rejects.jsonl": "ingest", "signals.parquet": "score",
+            "embeddings.npy": "score", "prompt_embeddings.npy": "score", "shortlist.jsonl": "push",
+            "decisions.parquet": "pull", "disputed.jsonl": "pull"}
+
+
+def producer(name: str) -> str:
+    if name.startswith("selection/"):
+        return "select"
+    return PRODUCER[name]
 
 
 class Workspace:
@@ -109,6 +134,87 @@ class Workspace:
             return report
         return None
 
+    # the stage graph
+
+    def name(self, path: Path) -> str:
+        """An artifact's name: its path relative to the workspace (``selection/signals.jsonl``)."""
+        return Path(path).relative_to(self.root).as_posix()
+
+    def hashes(self, paths) -> dict[str, str]:
+        """``{artifact name: sha256}`` of the workspace files among ``paths`` that exist."""
+        return {self.name(p): self.sha256(p) for p in paths if Path(p).exists()}
+
+    def sha256(self, path: str | os.PathLike) -> str:
+        """sha256 of a file, remembered while its size and mtime stay the same (one step hashes a file once)."""
+        from contract.io import sha256_file
+
+        st = os.stat(path)
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        cache = self.__dict__.setdefault("_sha_cache", {})
+        if key not in cache:
+            cache[key] = sha256_file(path)
+        return cache[key]
+
+    def step_report(self, name: str) -> dict | None:
+        """The report of the step that produced artifact ``name`` (a strategy's entry for a selection)."""
+        step = producer(name)
+        report = self.read_report(step)
+        if report and step == "select":
+            return report.get("strategies", {}).get(Path(name).stem)
+        return report
+
+    def command(self, step: str) -> str:
+        return f"python -m curation {step} --workspace {self.root}"
+
+    def _refresh(self, chain: list[str], wanted_by: str) -> str:
+        """The commands that remake each artifact of ``chain`` (the stale one first), then ``wanted_by``."""
+        steps = list(dict.fromkeys(producer(n) for n in reversed(chain)))
+        text = "; then ".join(f"`{self.command(s)}`" for s in steps)
+        return f"{text}; then `{wanted_by}` again" if wanted_by not in steps else text
+
+    def check_fresh(self, names: list, wanted_by: str) -> None:
+        """Raise :class:`StaleError` (or FileNotFoundError) unless every artifact in ``names`` is what its step
+        last wrote, from inputs that are still the same, all the way back to the pools."""
+        seen: set[str] = set()
+
+        def verify(name: str, chain: list[str]) -> None:
+            if name in seen:
+                return
+            seen.add(name)
+            chain = [*chain, name]
+            path = self.root / name
+            step = producer(name)
+            if not path.exists():
+                raise FileNotFoundError(f"{path} not found: run `{self.command(step)}` first")
+            report = self.step_report(name)
+            made = (report or {}).get("outputs", {}).get(name)
+            if made != self.sha256(path):
+                why = ("has no record of the step that wrote it" if report is None or made is None else
+                       f"is not the file `{step}` last wrote at {report.get('finished_at', '?')}")
+                raise StaleError(f"{name} {why}. To bring {wanted_by} up to date run "
+                                 + self._refresh(chain, wanted_by).replace(f"{self.command(step)}`",
+                                                                           f"{self.command(step)} --force`", 1))
+            for inp, sha in (report.get("inputs") or {}).items():
+                kind, _, where = inp.partition(":")
+                if kind in ("pool", "file"):
+                    if Path(where).is_file() and self.sha256(where) != sha:
+                        what = "pool" if kind == "pool" else "input file"
+                        raise StaleError(f"{name} is stale: {what} {where} has changed since `{step}` read it at "
+                                         f"{report.get('finished_at', '?')}. To bring {wanted_by} up to date run "
+                                         + self._refresh(chain, wanted_by))
+                    continue
+                current = self.root / inp
+                if not current.exists() or self.sha256(current) != sha:
+                    up = producer(inp)
+                    when = (self.read_report(up) or {}).get("finished_at") if up != "select" else None
+                    raise StaleError(f"{name} is stale: `{step}` made it from an earlier {inp} (`{up}` ran again"
+                                     + (f" at {when}" if when else "") + f"). To bring {wanted_by} up to date run "
+                                     + self._refresh(chain, wanted_by))
+                verify(inp, chain)
+
+        for n in names:
+            verify(self.name(n) if isinstance(n, Path) else n, [])
+
     def require(self, path: Path, step: str) -> Path:
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: run `python -m curation {step} --workspace {self.root}` first")
@@ -158,7 +264,7 @@ def save_npy(path: str | os.PathLike, array) -> None:
 
 
 #: Bumped when a step's output for the same inputs changes, so old workspaces re-run instead of skipping.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 
 
 def fingerprint(*parts: Any) -> str:

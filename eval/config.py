@@ -36,6 +36,10 @@ class GenerateConfig:
                           "generator}, or generations.jsonl) to use as this side's answers.")
     tokenizer: str = _f("", "Tokenizer and chat template to use (default: the adapter's if it has one, else the "
                             "model's). Use the fine-tuned run's to prompt its base model the same way.")
+    quantization: str = _f("none", "none, or nf4: load --model quantized to 4-bit NF4 and dequantized, the very "
+                                   "weights a QLoRA run starts from (to compare an adapter with its own starting "
+                                   "point). With --adapter, the run's own setting applies: a QLoRA adapter is always "
+                                   "merged into the NF4 base it trained on.", choices=("none", "nf4"))
     generator: str = _f("", "Name of this system in judgments and the report (default: from the adapter or model).")
     batch_size: int = _f(8, "Prompts per generate() call (left padding).")
     max_new_tokens: int = _f(256, "Longest answer, in tokens; generation also stops at the end-of-turn token.")

@@ -155,15 +155,22 @@ def generate(cfg: GenerateConfig, prompts: list[Prompt], out: Path) -> Path:
         for row in read_records(out):
             done[row["id"]] = row
     adapter = resolve_adapter(cfg.adapter) if cfg.backend != "openai" else ""
-    clash = [r["id"] for r in done.values() if (r.get("model"), r.get("adapter") or "") != (cfg.model, adapter)]
-    if clash:
-        raise ValueError(f"{out} already holds answers from another model/adapter (e.g. {clash[0]}); "
-                         "use another --out, or delete it to start over")
+    identity = answer_identity(cfg, adapter)
+    for r in done.values():
+        stored = {"model": r.get("model"), "adapter": r.get("adapter") or "", **(r.get("config") or {})}
+        differ = [k for k, v in identity.items() if stored.get(k, RESUME_DEFAULTS.get(k)) != v]
+        if differ:
+            raise ValueError(
+                f"{out} already holds answers made otherwise (record {r['id']}: {', '.join(differ)} differ"
+                + (": the adapter was trained again since" if "adapter_sha256" in differ else "")
+                + "); use another --out, or delete it to start over")
     pending = [p for p in prompts if p.id not in done]
     if done:
         print(f"resuming: {len(done)} answers already in {out}, {len(pending)} to go", file=sys.stderr)
     started = time.perf_counter()
     backend = {"hf": HFGenerator, "openai": APIGenerator, "vllm": VLLMGenerator}[cfg.backend](cfg, adapter)
+    if adapter:
+        backend.provenance["adapter_sha256"] = identity["adapter_sha256"]
     generator = generator_name(cfg)
     failed: list[tuple[str, str]] = []
     stopped = False
@@ -199,13 +206,8 @@ def generate(cfg: GenerateConfig, prompts: list[Prompt], out: Path) -> Path:
     new = len(done) - (len(prompts) - len(pending))
     took = time.perf_counter() - started
     print(f"{new} new answers in {took:.1f}s ({len(done)} in {out})" + backend.summary(), file=sys.stderr)
-    empty = [r["id"] for r in done.values() if not (r.get("output") or "").strip()]
-    cut = [r["id"] for r in done.values() if (r.get("config") or {}).get("hit_max_new_tokens")]
-    if empty:
-        print(f"warning: {len(empty)} empty answer(s) (first: {empty[:5]})", file=sys.stderr)
-    if cut:
-        print(f"warning: {len(cut)} answer(s) cut at --max-new-tokens {cfg.max_new_tokens} (first: {cut[:5]})",
-              file=sys.stderr)
+    for line in flag_answers(list(done.values())):
+        print(line, file=sys.stderr)
     if stopped:
         print(f"stopped: the --max-cost budget (${cfg.max_cost}) is spent; {len(prompts) - len(done)} prompts have no "
               "answer yet. Run the same command again with a larger budget to finish.", file=sys.stderr)
@@ -213,6 +215,31 @@ def generate(cfg: GenerateConfig, prompts: list[Prompt], out: Path) -> Path:
         raise GenerationIncomplete(f"{len(failed)} prompt(s) got no answer (first: {failed[0][0]}: {failed[0][1]}); "
                                    f"the other answers are in {out}: run the same command again to retry them")
     return out
+
+
+# What makes an answer file's rows reusable on resume: the same system and the same decoding. A row written by an
+# earlier version lacks the newer keys; these defaults stand for them.
+RESUME_DEFAULTS = {"quantization": "none", "backend": "hf"}
+
+
+def answer_identity(cfg: GenerateConfig, adapter: str) -> dict:
+    """The settings a resumed file's rows must share with this run (``_row`` stores each in the row)."""
+    identity = {"model": cfg.model, "adapter": adapter or "", "quantization": cfg.quantization,
+                "backend": cfg.backend, "max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
+                "system_prompt": cfg.system_prompt, "seed": cfg.seed}
+    if cfg.temperature > 0:
+        identity["top_p"] = cfg.top_p
+    if adapter:
+        identity["adapter_sha256"] = adapter_sha256(adapter)
+    return identity
+
+
+def adapter_sha256(adapter: str) -> str:
+    """The sha256 of the adapter's weights (what changes when the run is trained again)."""
+    from contract.io import sha256_file
+
+    weights = sorted(Path(adapter).glob("adapter_model.*"))
+    return sha256_file(weights[0]) if weights else ""
 
 
 def _conversation(cfg: GenerateConfig, p: Prompt, answers: list[str], turn: int) -> list[dict]:
@@ -230,7 +257,7 @@ def _row(cfg: GenerateConfig, p: Prompt, answers: list[str], meta: list[dict], g
     first = meta[0] if meta else {}
     gen_cfg = {k: v for k, v in dataclasses.asdict(cfg).items()
                if k in ("batch_size", "max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed",
-                        "system_prompt", "backend")}
+                        "system_prompt", "backend", "quantization")}
     gen_cfg.update(provenance)
     gen_cfg.update(new_tokens=first.get("new_tokens"), hit_max_new_tokens=any(m.get("hit_max") for m in meta))
     if any("cost" in m for m in meta):
@@ -249,23 +276,36 @@ def _row(cfg: GenerateConfig, p: Prompt, answers: list[str], meta: list[dict], g
 # ---------------------------------------------------------------------------------------------- hf
 
 
-def load_model(model_name: str, adapter: str, dtype, device: str):
-    """The one place that loads a local model for generation: ``--model`` (then ``--adapter`` on it)."""
-    from transformers import AutoModelForCausalLM
+def flag_answers(rows: list[dict]) -> list[str]:
+    """Warnings for answers that are empty or stopped at --max-new-tokens (cut short), naming the first ids."""
+    lines = []
+    empty = [r["id"] for r in rows if not (r.get("output") or "").strip()]
+    cut = [r["id"] for r in rows if (r.get("config") or {}).get("hit_max_new_tokens")]
+    if empty:
+        lines.append(f"warning: {len(empty)} of {len(rows)} answers are empty (e.g. {', '.join(empty[:5])})")
+    if cut:
+        limit = (rows[0].get("config") or {}).get("max_new_tokens")
+        lines.append(f"warning: {len(cut)} of {len(rows)} answers stopped at --max-new-tokens {limit} and are cut "
+                     f"short (e.g. {', '.join(cut[:5])}); raise it for complete answers")
+    return lines
 
-    model = AutoModelForCausalLM.from_pretrained(model_name, dtype=dtype)
-    if adapter:
-        from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter)
-    return model.to(device).eval()
+def load_model(model_name: str, adapter: str, dtype, device: str, quantization: str = "none"):
+    """The one place that loads a local model for generation: ``--model`` (a Hub id, a folder, a .gguf file or a
+    built-in name), with ``--adapter`` merged into the base as its training saw it (a QLoRA run's: NF4,
+    dequantized; contract.models.load_for_inference)."""
+    from contract.models import load_for_inference
+
+    return load_for_inference(model_name, adapter or None, dtype=dtype, device=device, quantization=quantization)
 
 
 def _tokenizer_source(cfg: GenerateConfig, adapter: str) -> str:
     tok_src = cfg.tokenizer or (adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else "")
     if not tok_src and adapter and (Path(adapter).parent / "tokenizer_config.json").is_file():
         tok_src = str(Path(adapter).parent)
-    return tok_src or cfg.model
+    from contract.models import resolve_model
+
+    return tok_src or resolve_model(cfg.model)  # a Hub id, a folder, a .gguf file or a built-in name
 
 
 def _load(cfg: GenerateConfig):
@@ -291,7 +331,7 @@ def _load(cfg: GenerateConfig):
         device = cfg.device
     # the dtype the adapter was trained in (its run folder records it), else the project's one rule
     dtype = (run_compute_dtype(adapter) if adapter else None) or compute_dtype("auto", device)
-    model = load_model(cfg.model, adapter, dtype, device)
+    model = load_model(cfg.model, adapter, dtype, device, cfg.quantization)
     return model, tokenizer, adapter, tok_src, device
 
 
@@ -354,7 +394,8 @@ class HFGenerator:
         self.model, self.tokenizer, _, tok_src, device = _load(cfg)
         self.eos_ids = end_of_turn_ids(self.tokenizer, self.model)
         template_sha = hashlib.sha256((self.tokenizer.chat_template or "").encode()).hexdigest()[:16]
-        self.provenance = {"tokenizer": tok_src, "chat_template_sha256": template_sha, "device": device}
+        self.provenance = {"tokenizer": tok_src, "chat_template_sha256": template_sha, "device": device,
+                           "parameters": int(sum(p.numel() for p in self.model.parameters()))}
         training = training_provenance(adapter)
         if training:
             self.provenance["training"] = training
@@ -511,5 +552,5 @@ def load_references(path: str) -> dict[str, str]:
     return refs
 
 
-__all__ = ["main", "generate", "import_outputs", "load_model", "load_references", "resolve_adapter",
+__all__ = ["main", "generate", "flag_answers", "import_outputs", "load_model", "load_references", "resolve_adapter",
            "GenerationIncomplete"]

@@ -169,7 +169,33 @@ def analyse(c: Comparison, n_boot: int, seed: int, difficulty: dict | None = Non
             "longer_preferred": sum(1 for r, d in decisive if (r["verdict"] == "win") == (d > 0)) / max(1, len(decisive)),
         }
     s["judge_notes"] = _judge_notes(c)
+    s["system_notes"] = _system_notes(c)
     return s
+
+
+def _system_notes(c: Comparison) -> list[str]:
+    """What each side is (model, size, adapter) and how many of its answers are empty or cut short."""
+    notes = []
+    n = len(c.rows)
+    for side, name in (("a", c.a), ("b", c.b)):
+        info = (c.rows[0].get(side) or {}) if c.rows else {}
+        cfg = info.get("config") or {}
+        what = info.get("model") or "answers from a file"
+        if info.get("adapter"):
+            what += f" + the adapter {info['adapter']} (merged into the base it trained on)"
+        elif cfg.get("quantization") == "nf4":
+            what += " in 4-bit NF4 weights (dequantized), as a QLoRA run starts from"
+        if cfg.get("parameters"):
+            what += f", {cfg['parameters'] / 1e6:.1f} M parameters"
+        line = f"{side.upper()} = {name}: {what}."
+        empty = sum(1 for r in c.rows if not (r.get(f"output_{side}") or "").strip())
+        cut = sum(1 for r in c.rows if ((r.get(side) or {}).get("config") or {}).get("hit_max_new_tokens"))
+        if empty:
+            line += f" {empty} of {n} answers are EMPTY."
+        if cut:
+            line += f" {cut} of {n} answers stopped at max_new_tokens ({cfg.get('max_new_tokens')}) and are cut short."
+        notes.append(line)
+    return notes
 
 
 def _breakdown(rows: list[dict], key) -> dict:
@@ -210,9 +236,10 @@ def _judge_notes(c: Comparison) -> list[str]:
         how = ("picks the verdict string with the highest log-probability (constrained decoding)"
                if info.get("decoding") == "constrained" else "generates its verdict locally")
         notes.append(f"This judge is a local transformers model ({info.get('model')}, {size}) that {how}.")
-        if params is not None and params < 100e6:
-            notes.append("It is a tiny model: its verdicts are close to noise and say nothing about answer quality. "
-                         "Use an instruction-tuned judge (an OpenAI-compatible endpoint) for real conclusions.")
+        if params is not None and params < 1e9:
+            notes.append(f"It is a {'tiny' if params < 100e6 else 'small'} model (under 1 B parameters): its verdicts "
+                         "are close to noise and say nothing about answer quality (a 135 M judge picks the answer "
+                         "shown first). Use a strong judge (an OpenAI-compatible endpoint) for real conclusions.")
     if c.kind == "human":
         notes.append("Human votes from a blind A/B Argilla dataset (order randomized per pair, un-blinded at pull).")
     return notes

@@ -25,9 +25,13 @@ from __future__ import annotations
 
 import logging
 
+from torch.utils.weak import WeakTensorKeyDictionary
+
 log = logging.getLogger("finetune")
 
 NAME = "finetune_packed_sdpa"
+_OFFSETS = WeakTensorKeyDictionary()  # cu_seq_lens tensor -> its int64 offsets on the device (see jagged)
+_BOUNDS = WeakTensorKeyDictionary()  # position_ids tensor -> (cu_seq_lens, longest)
 _nested_failed: list[str] = []  # why PyTorch's varlen kernel could not run here (then the loop serves, said once)
 
 
@@ -47,7 +51,7 @@ def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0,
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     if cu is None:
-        cu, max_len = boundaries_from_positions(position_ids, query.shape[2])
+        cu, max_len = _boundaries_of(position_ids, query.shape[2])
     if query.device.type == "cuda" and not _nested_failed:
         try:
             return nested_sdpa(query, key, value, cu, int(max_len), dropout, scaling), None
@@ -68,22 +72,40 @@ def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0,
 def nested_sdpa(query, key, value, cu, max_len: int, dropout: float, scaling):
     """Causal attention of every example of a packed row in one varlen kernel call: sdpa on nested jagged tensors
     whose offsets are ``cu`` (the row's example boundaries). (1, heads, T, d) in, (1, T, heads, d) out."""
-    import torch
     import torch.nn.functional as F
     from transformers.integrations.sdpa_attention import repeat_kv
 
     groups = query.shape[1] // key.shape[1]
     if groups > 1:  # grouped-query attention: the nested kernels want as many key/value heads as query heads
         key, value = repeat_kv(key, groups), repeat_kv(value, groups)
-    offsets = cu.to(device=query.device, dtype=torch.int64)  # one tensor for q, k and v: one ragged dimension
-
-    def jagged(x):  # (1, heads, T, d) -> (examples, heads, ragged, d)
-        values = x[0].transpose(0, 1).contiguous()
-        return torch.nested.nested_tensor_from_jagged(values, offsets, min_seqlen=1, max_seqlen=max_len).transpose(1, 2)
-
-    out = F.scaled_dot_product_attention(jagged(query), jagged(key), jagged(value), dropout_p=dropout,
-                                         is_causal=True, scale=scaling)
+    out = F.scaled_dot_product_attention(jagged(query, cu, max_len), jagged(key, cu, max_len),
+                                         jagged(value, cu, max_len), dropout_p=dropout, is_causal=True, scale=scaling)
     return out.transpose(1, 2).values().unsqueeze(0)
+
+
+def jagged(x, cu, max_len: int):
+    """(1, heads, T, d) -> (examples, heads, ragged, d), a nested jagged tensor with offsets ``cu``.
+
+    The offsets tensor is made once per ``cu`` tensor and reused: PyTorch names a nested tensor's ragged dimension
+    after its offsets tensor, and gradient checkpointing recomputes each layer and checks that the recomputed
+    tensors have the shapes of the first forward, so a fresh offsets tensor per call (a new ragged dimension) fails
+    that check."""
+    import torch
+
+    offsets = _OFFSETS.get(cu)
+    if offsets is None or offsets.device != x.device:
+        offsets = _OFFSETS[cu] = cu.to(device=x.device, dtype=torch.int64)
+    values = x[0].transpose(0, 1).contiguous()
+    return torch.nested.nested_tensor_from_jagged(values, offsets, min_seqlen=1, max_seqlen=max_len).transpose(1, 2)
+
+
+def _boundaries_of(position_ids, length: int):
+    """boundaries_from_positions, once per position_ids tensor (the same cu tensor for every layer and for the
+    recomputation under gradient checkpointing)."""
+    found = _BOUNDS.get(position_ids)
+    if found is None:
+        found = _BOUNDS[position_ids] = boundaries_from_positions(position_ids, length)
+    return found
 
 
 def boundaries_from_positions(position_ids, length: int):

@@ -14,19 +14,10 @@ from finetune.config import FinetuneConfig
 log = logging.getLogger("finetune")
 
 
-class ModelNotFound(ValueError):
-    """The model cannot be loaded (no such folder, the Hub unreachable or the id unknown)."""
-
-
 def load_tokenizer(cfg: FinetuneConfig):
-    from transformers import AutoTokenizer
+    from contract.models import load_tokenizer as load_model_tokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    except OSError as err:  # transformers' one-paragraph explanation, without the traceback
-        first = str(err).strip().split("\n\n")[0]
-        raise ModelNotFound(f"model: cannot load {cfg.model!r}: {first} (a Hub id needs the Hub or its files in the "
-                            "local cache; otherwise give a local model folder)") from None
+    tokenizer = load_model_tokenizer(cfg.model)  # a clear ModelNotFound (a ValueError) when it cannot be loaded
     eot = fdata.setup_template(tokenizer, cfg.chat_template, cfg.eot_token)
     tokenizer.padding_side = "right"
     return tokenizer, eot
@@ -76,7 +67,8 @@ def training_attention(cfg: FinetuneConfig) -> str:
 def load_base(cfg: FinetuneConfig, dtype, *, quantized: bool | None = None, attn: str | None = None):
     """The base model as training sees it: 4-bit NF4 (QLoRA) or unquantized in ``dtype``."""
     import torch
-    from transformers import AutoModelForCausalLM
+
+    from contract.models import load_causal_lm
 
     quantized = cfg.quantization == "nf4" if quantized is None else quantized
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn or cfg.attn_implementation}
@@ -87,7 +79,7 @@ def load_base(cfg: FinetuneConfig, dtype, *, quantized: bool | None = None, attn
     device_map = _device_map()
     if device_map is not None:
         kwargs["device_map"] = device_map
-    model = AutoModelForCausalLM.from_pretrained(cfg.model, **kwargs)
+    model = load_causal_lm(cfg.model, **kwargs)  # a Hub id, a folder, a .gguf file or a built-in name
     model.config.use_cache = False  # a cache would defeat the packed-sequence attention mask
     return model
 

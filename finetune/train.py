@@ -120,9 +120,12 @@ def check_inputs(cfg: FinetuneConfig) -> None:
     from contract.readers import container_kind
     from contract.schema import DataError
 
+    from contract.models import model_problem
+
     issues = []
-    if _looks_like_path(cfg.model) and not Path(cfg.model).is_dir():
-        issues.append(f"model: no such folder {cfg.model!r} (give a local model folder or a Hub id owner/name)")
+    problem = model_problem(cfg.model)  # a Hub id, a model folder, a .gguf file or a built-in name
+    if problem:
+        issues.append(problem)
     for key in ("data", "dev_data"):
         value = getattr(cfg, key)
         if value:
@@ -163,10 +166,6 @@ def check_inputs(cfg: FinetuneConfig) -> None:
 def _is_main() -> bool:
     """Rank 0 (or a single process): the one that writes the run folder."""
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
 def prepare_output_dir(cfg: FinetuneConfig) -> tuple[Path, Path | None]:

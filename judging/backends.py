@@ -159,26 +159,21 @@ class TransformersBackend:
 
     def __init__(self, cfg: BackendConfig):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from contract.models import compute_dtype, load_for_inference, resolve_model, run_compute_dtype
 
         self.cfg = cfg
         self._lock = threading.Lock()
-        tok_src = cfg.adapter if cfg.adapter and os.path.exists(os.path.join(cfg.adapter, "tokenizer_config.json")) else cfg.model
+        has_tokenizer = cfg.adapter and os.path.exists(os.path.join(cfg.adapter, "tokenizer_config.json"))
+        tok_src = cfg.adapter if has_tokenizer else resolve_model(cfg.model)  # Hub id, folder, .gguf, built-in
         self.tokenizer = AutoTokenizer.from_pretrained(tok_src)
         if self.tokenizer.chat_template is None:
             raise FatalBackendError(f"the tokenizer of {tok_src} has no chat template; a judge model needs one")
-        from contract.models import compute_dtype, run_compute_dtype
-
         dtype = (run_compute_dtype(cfg.adapter) if cfg.adapter else None) or compute_dtype("auto")
-        model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype)
-        if cfg.adapter:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, cfg.adapter)
-        model.eval()
-        self.model = model
+        self.model = load_for_inference(cfg.model, cfg.adapter, dtype=dtype)
         self.torch = torch
-        limit = cfg.max_context or getattr(model.config, "max_position_embeddings", None) or 4096
+        limit = cfg.max_context or getattr(self.model.config, "max_position_embeddings", None) or 4096
         self.max_context = int(limit)
 
     def __repr__(self) -> str:

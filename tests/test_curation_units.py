@@ -349,10 +349,12 @@ def test_an_interrupted_embedding_run_resumes_from_its_cache(tmp_path):
     model.encode = failing_encode
     try:
         with pytest.raises(KeyboardInterrupt):
-            embed.embed(ids, texts, model_name="all-MiniLM-L6-v2", cache_root=tmp_path, kind="example", chunk=10)
+            embed.embed(ids, texts, model_name="all-MiniLM-L6-v2", cache_root=tmp_path, kind="example", chunk=10,
+                        runtime="torch")  # the SentenceTransformer path, patched above
         assert len(list(tmp_path.rglob("part-*.npz"))) == 2
         calls.clear()
-        vecs = embed.embed(ids, texts, model_name="all-MiniLM-L6-v2", cache_root=tmp_path, kind="example", chunk=10)
+        vecs = embed.embed(ids, texts, model_name="all-MiniLM-L6-v2", cache_root=tmp_path, kind="example", chunk=10,
+                           runtime="torch")
         assert calls == [10]  # only the missing chunk
     finally:
         model.encode = original
@@ -368,3 +370,28 @@ def test_module_doctests(module):
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_onnx_int8_embeddings_match_the_float_model(tmp_path):
+    """The default CPU runtime: ONNX Runtime with int8 weights, verified against the float model when built;
+    its vectors are cached apart from the float ones (a cache never mixes runtimes)."""
+    from curation import embed
+
+    texts = [f"Question {i}: how does feature number {i} of the library work?\n\n" + "An answer with details. " * i
+             for i in range(1, 40)]
+    ids = [f"id{i}" for i in range(len(texts))]
+    assert embed.resolve_runtime("auto") == "onnx-int8" and embed.resolve_runtime("auto", "cuda") == "torch"
+    enc = embed.encoder("all-MiniLM-L6-v2", "onnx-int8")
+    check = enc.verification
+    assert check["int8_ok"] and check["cosine_int8_vs_float"]["mean"] >= 0.99 and enc.runtime == "onnx-int8"
+    got = embed.embed(ids, texts, model_name="all-MiniLM-L6-v2", cache_root=tmp_path, kind="example", chunk=16)
+    want = embed.embed(ids, texts, model_name="all-MiniLM-L6-v2", cache_root=tmp_path, kind="example",
+                       runtime="torch")
+    cos = (got * want).sum(axis=1)
+    assert got.shape == (39, 384) and cos.mean() >= 0.99 and cos.min() >= 0.98
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert {p.parent.parent.name.rsplit("-", 1)[0] for p in tmp_path.rglob("part-*.npz")} == {
+        "all-MiniLM-L6-v2_onnx-int8", "all-MiniLM-L6-v2"}
+    # the float ONNX model gives the float vectors
+    fp32 = embed.encoder("all-MiniLM-L6-v2", "onnx").encode(texts)
+    assert np.allclose(fp32, want, atol=1e-4)

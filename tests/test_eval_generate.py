@@ -70,9 +70,11 @@ def test_generate_file_resume_and_schema(tiny_model_dir, prompts_file, tmp_path,
     # a third run has nothing to do
     main(GenerateConfig(**base))
     assert "0 new answers" in capsys.readouterr().err
-    # another model into the same file is refused
-    with pytest.raises(ValueError, match="another model"):
+    # another model, or other decoding settings, into the same file is refused (no stale answer passes as fresh)
+    with pytest.raises(ValueError, match="record p0: model differ"):
         main(GenerateConfig(**{**base, "model": str(tmp_path)}))
+    with pytest.raises(ValueError, match="max_new_tokens, temperature differ"):
+        main(GenerateConfig(**{**base, "max_new_tokens": 16, "temperature": 0.7}))
 
 
 def test_alpaca_eval_formats(tmp_path):
@@ -120,6 +122,36 @@ def test_adapter_run_folder_and_its_provenance(tiny_model_dir, prompts_file, tmp
     assert row["config"]["tokenizer"] == str(run_dir)  # the chat template as trained
     training = row["config"]["training"]
     assert training["data_manifest_sha256"] == "m" * 64 and training["train_data_sha256"] == "d" * 64
+    assert len(row["config"]["adapter_sha256"]) == 64
+    # the run trained again (new adapter weights in the same folder): its old answers are not reused as fresh
+    import torch
+
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.add_(0.5)
+    model.save_pretrained(run_dir)
+    with pytest.raises(ValueError, match="adapter_sha256 differ: the adapter was trained again since"):
+        main(GenerateConfig(prompts=str(prompts_file), out=str(out), model=str(tiny_model_dir), adapter=str(run_dir),
+                            max_new_tokens=4, progress=False))
+
+
+def test_empty_and_cut_answers_are_flagged(tiny_model_dir, prompts_file, tmp_path, capsys):
+    from eval.generate import flag_answers
+
+    rows = [{"id": "e", "output": "  ", "config": {"max_new_tokens": 8, "hit_max_new_tokens": False}},
+            {"id": "c", "output": "cut", "config": {"max_new_tokens": 8, "hit_max_new_tokens": True}},
+            {"id": "ok", "output": "fine.", "config": {"max_new_tokens": 8, "hit_max_new_tokens": False}}]
+    lines = flag_answers(rows)
+    assert lines == ["warning: 1 of 3 answers are empty (e.g. e)",
+                     "warning: 1 of 3 answers stopped at --max-new-tokens 8 and are cut short (e.g. c); raise it for "
+                     "complete answers"]
+    assert flag_answers(rows[2:]) == []
+    # the command prints them: the tiny random model never emits its end-of-turn token within 4 tokens
+    main(GenerateConfig(prompts=str(prompts_file), out=str(tmp_path / "g.jsonl"), model=str(tiny_model_dir),
+                        max_new_tokens=4, progress=False, limit=3))
+    err = capsys.readouterr().err
+    assert "answers stopped at --max-new-tokens 4 and are cut short" in err
 
 
 def test_multi_turn_prompts_are_answered_turn_by_turn(tiny_model_dir, tmp_path):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-import pytest
 
 from eval import cli
 from eval.files import BENCHMARKS_DIR, load_prompts, read_records

@@ -124,6 +124,35 @@ def test_report_renders_in_chromium(fake_openai, tmp_path, monkeypatch, repo_roo
         shutil.copyfile(shot, docs_image)
 
 
+def test_report_says_what_each_system_is_and_flags_empty_and_cut_answers(tmp_path):
+    """Each side's model, adapter and size are stated; empty answers and answers cut at max_new_tokens are counted."""
+    rows = []
+    for i in range(4):
+        a_cfg = {"max_new_tokens": 64, "parameters": 134_515_008, "hit_max_new_tokens": i == 1}
+        b_cfg = {"max_new_tokens": 64, "parameters": 134_515_008, "quantization": "nf4", "hit_max_new_tokens": False}
+        rows.append({"id": f"q{i}", "category": "general", "prompt": f"Q{i}?", "judge": "lima-three-way",
+                     "judge_kind": "llm", "backend": "transformers:smollm2-135m-instruct (constrained)",
+                     "judge_model": {"kind": "transformers", "model": "smollm2-135m-instruct",
+                                     "decoding": "constrained", "parameters": 134_515_008},
+                     "a": {"generator": "lima-demo", "model": "smollm2-135m-instruct", "adapter": "runs/lima-demo",
+                           "config": a_cfg},
+                     "b": {"generator": "base", "model": "smollm2-135m-instruct", "adapter": None, "config": b_cfg},
+                     "output_a": "" if i == 0 else f"A real answer {i}.", "output_b": f"Base answer {i}.",
+                     "verdict": "win", "consistent": True, "orders": [], "tokens": {}, "cost": 0.0,
+                     "parse_failures": 0, "error": None})
+    write_jsonl(tmp_path / "j.jsonl", rows)
+    out = report.main(ReportArgs(judgments=[str(tmp_path / "j.jsonl")], out=str(tmp_path / "rep")))
+    (result,) = json.loads((out / "summary.json").read_text())["results"]
+    a_note, b_note = result["system_notes"]
+    assert "A = lima-demo: smollm2-135m-instruct + the adapter runs/lima-demo" in a_note and "134.5 M" in a_note
+    assert "1 of 4 answers are EMPTY" in a_note and "1 of 4 answers stopped at max_new_tokens (64)" in a_note
+    assert "B = base" in b_note and "NF4" in b_note and "EMPTY" not in b_note and "cut short" not in b_note
+    judge = " ".join(result["judge_notes"])
+    assert "134.5 M parameters" in judge and "close to noise" in judge  # the judge's size, and what it means
+    md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    assert "1 of 4 answers are EMPTY" in md and "1 of 4 answers are EMPTY" in html
+
+
 @pytest.mark.parametrize("judged", [0, 1])
 def test_report_with_fewer_than_two_verdicts(fake_openai, tmp_path, monkeypatch, judged):
     """One judged pair (or none) is a report with what there is, not a template crash (issue 12)."""

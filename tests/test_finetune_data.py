@@ -193,6 +193,47 @@ def test_packed_examples_stay_apart_with_the_cuda_varlen_kernel(tiny_model_dir, 
     assert not attention._nested_failed, attention._nested_failed
 
 
+def test_the_varlen_path_equals_per_example_attention():
+    """The one-call path of a GPU (nested jagged tensors) gives what causal attention over each example alone gives,
+    with grouped-query heads (skipped where PyTorch has no causal nested kernel: the CPU)."""
+    import torch.nn.functional as F
+
+    from finetune import attention
+
+    torch.manual_seed(0)
+    cu = torch.tensor([0, 3, 7, 12], dtype=torch.int32)
+    q, k, v = torch.randn(1, 4, 12, 8), torch.randn(1, 2, 12, 8), torch.randn(1, 2, 12, 8)
+    try:
+        out = attention.nested_sdpa(q, k, v, cu, 5, 0.0, None)
+    except RuntimeError as err:
+        pytest.skip(f"no causal nested-tensor sdpa on this device: {str(err).splitlines()[0]}")
+    expected = torch.cat([F.scaled_dot_product_attention(q[:, :, s:e], k[:, :, s:e].repeat_interleave(2, 1),
+                                                         v[:, :, s:e].repeat_interleave(2, 1), is_causal=True)
+                          for s, e in [(0, 3), (3, 7), (7, 12)]], 2).transpose(1, 2)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_packed_rows_survive_gradient_checkpointing_recomputation():
+    """The varlen path's nested tensors keep one ragged dimension per batch: gradient checkpointing recomputes a layer
+    and compares the shapes of its saved tensors with the first forward's. A fresh offsets tensor per call named a
+    new ragged dimension (j24 vs j25) and training on a GPU stopped with a CheckpointError at the first backward."""
+    from torch.utils.checkpoint import checkpoint
+
+    from finetune import attention
+
+    cu = torch.tensor([0, 3, 7, 12], dtype=torch.int32)
+    x = torch.randn(1, 2, 12, 4, requires_grad=True)
+    w = torch.randn(4, 4, requires_grad=True)
+
+    def layer(x, cu):  # a layer that saves a nested tensor for its backward
+        nt = attention.jagged(x, cu, 5)
+        return (nt * nt).transpose(1, 2).values().sum() * w.sum()
+
+    assert attention.jagged(x, cu, 5).shape == attention.jagged(x, cu, 5).shape  # the same ragged dimension
+    checkpoint(layer, x, cu, use_reentrant=False).backward()
+    assert x.grad is not None and w.grad is not None
+
+
 def test_bad_records_name_the_record_and_line(tmp_path, tiny_model_dir, capsys):
     from finetune.__main__ import main
 

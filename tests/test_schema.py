@@ -224,7 +224,7 @@ def test_bad_record_in_a_disk_dataset_names_the_folder_and_record(tmp_path, data
     ds = datasets_cache.Dataset.from_list([{"prompt": Q, "response": A}, {"prompt": "Hi", "response": ""}])
     ds.save_to_disk(str(tmp_path / "ds"))
     err = error_of(tmp_path / "ds")
-    assert str(err) == f"{tmp_path / 'ds'} record 1: empty assistant answer (turn 1)"
+    assert str(err) == f"{tmp_path / 'ds'}#2: empty assistant answer (turn 1)"  # the 2nd record, counted from 1
 
 
 def test_hub_id_goes_through_load_dataset(tmp_path, datasets_cache):
@@ -236,7 +236,7 @@ def test_hub_id_goes_through_load_dataset(tmp_path, datasets_cache):
     result = read_examples(f"hf:{folder}", on_error="skip")
     assert [e["id"] for e in result.examples] == [QA_ID]
     assert [(r.path, r.record, r.error) for r in result.rejects] == [
-        (f"hf:{folder}", 1, "empty assistant answer (turn 1)")]
+        (f"hf:{folder}", 2, "empty assistant answer (turn 1)")]
 
 
 def test_bare_hub_id_calls_load_dataset_with_the_split(monkeypatch, datasets_cache):
@@ -495,12 +495,12 @@ def test_bytes_that_are_not_utf8_in_whole_file_containers(tmp_path, name, conten
 def test_bad_record_in_a_json_list_names_the_record(tmp_path):
     path = tmp_path / "list.json"
     path.write_text(json.dumps([{"prompt": Q, "response": A}, {"prompt": Q, "response": ""}]), encoding="utf-8")
-    assert str(error_of(path)) == f"{path} record 1: empty assistant answer (turn 1)"
+    assert str(error_of(path)) == f"{path}#2: empty assistant answer (turn 1)"
 
 
 def test_bad_record_in_parquet_names_the_record(tmp_path):
     path = write_parquet(tmp_path / "p.parquet", [{"prompt": Q, "response": A}, {"prompt": Q, "response": None}])
-    assert str(error_of(path)) == f"{path} record 1: empty assistant answer (turn 1)"
+    assert str(error_of(path)) == f"{path}#2: empty assistant answer (turn 1)"
 
 
 def test_file_that_is_not_parquet(tmp_path):

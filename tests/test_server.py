@@ -416,3 +416,131 @@ def test_text_query_translation():
     # user input never becomes FTS5 syntax
     assert text_query.fts_expression('NEAR("x") AND OR') == '"NEAR x" AND "AND" AND "OR"'
     assert text_query.fts_expression("   ") is None
+
+
+# ---- bounded search, odd input, what the server shows without a key ----------------------------------------
+def test_text_search_caps_repeats_and_punctuation(curated):
+    from curation.server.limits import MAX_QUERY_CHARS, MAX_QUERY_WORDS
+
+    def q(text):
+        return httpx.post(f"{curated.api_url}/api/v1/me/datasets/{curated.dataset_id}/records/search",
+                          json={"query": {"text": {"q": text}}}, headers={"X-Argilla-Api-Key": curated.keys["a"]},
+                          timeout=30)
+
+    zebra = {"r03", "r05", "r07"}
+    # repeats count once: a long repeated query is as cheap and as right as the word alone
+    r = q(" ".join(["zebra"] * 200))
+    assert r.status_code == 200 and {curated.by_server_id[i["record"]["id"]] for i in r.json()["items"]} == zebra
+    # a stray apostrophe is punctuation, not a term that matches nothing
+    assert q("zebra '").json()["total"] == 3 and q("' zebra").json()["total"] == 3
+    assert q("'").json()["total"] == 0 and q("''").json()["total"] == 0
+    # over the caps: a clear 422, at once
+    words = " ".join(f"word{i}" for i in range(MAX_QUERY_WORDS + 1))
+    r = q(words)
+    assert r.status_code == 422 and f"{MAX_QUERY_WORDS + 1} different words; the limit is {MAX_QUERY_WORDS}" in r.text
+    assert q(" ".join(f"word{i}" for i in range(MAX_QUERY_WORDS))).status_code == 200
+    r = q(" ".join(f"w{i}" for i in range(2000)))
+    assert r.status_code == 422 and f"the limit is {MAX_QUERY_CHARS:,}" in r.json()["detail"]
+
+
+def test_a_statement_over_the_search_deadline_is_stopped(tmp_path):
+    """The deadline aborts SQLite statements from inside (a progress handler), however they were written."""
+    import sqlite3
+
+    from curation.server.limits import Deadline, SearchLimitError
+
+    con = sqlite3.connect(tmp_path / "x.db", check_same_thread=False)
+    deadline = Deadline()
+    deadline.install(con)
+    endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+    t = time.monotonic()
+    with pytest.raises(SearchLimitError, match="stopped after 0.2 s"):
+        deadline.run(0.2, lambda: con.execute(endless).fetchall())
+    assert time.monotonic() - t < 2
+    assert deadline.run(0.2, lambda: con.execute("SELECT 41 + 1").fetchall()) == [(42,)]  # the connection still works
+    assert deadline.run(None, lambda: con.execute("SELECT 1").fetchall()) == [(1,)]
+
+
+def test_search_slots_per_user():
+    from curation.server.limits import SearchSlots, TooManySearches
+
+    slots = SearchSlots(per_user=2)
+    with slots.take("alice"), slots.take("alice"):
+        with pytest.raises(TooManySearches, match="2 of yours are still running"):
+            with slots.take("alice"):
+                pass
+        with slots.take("bob"):  # others are not held up
+            assert slots.running("bob") == 1
+    assert slots.running("alice") == 0
+    with slots.take("alice"):
+        pass
+
+
+def test_the_unauthenticated_status_shows_no_paths(argilla_server):
+    r = httpx.get(f"{argilla_server.api_url}/api/v1/status")
+    assert r.status_code == 200 and r.json()["search_engine"]["name"] == "curation-sql"
+    assert str(argilla_server.workspace) not in r.text and "argilla.db" not in r.text
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_vectors_are_refused_before_anything_is_stored(curated, bad):
+    h = {"X-Argilla-Api-Key": curated.keys["owner"], "content-type": "application/json"}
+    url = f"{curated.api_url}/api/v1/datasets/{curated.dataset_id}/records/bulk"
+    item = '{"external_id": "bad-%s", "fields": {"prompt": "p", "response": "r"}, "vectors": {"emb": [%s, 0, 0, 0]}}'
+    for method in ("POST", "PUT"):
+        r = httpx.request(method, url, content='{"items": [%s]}' % (item % (method, bad)), headers=h)
+        assert r.status_code == 422 and "emb" in r.text and "finite" in r.text, r.text
+    rid = curated.server_ids["r01"]
+    r = httpx.patch(f"{curated.api_url}/api/v1/records/{rid}", content='{"vectors": {"emb": [%s, 1, 0, 0]}}' % bad,
+                    headers=h)
+    assert r.status_code == 422 and "finite" in r.text, r.text
+    assert search(curated, filters(terms(REC("external_id"), "bad-POST", "bad-PUT")))[1] == 0  # nothing stored
+    # every page and every similarity search still works, with the vectors as they were
+    ids, _, _ = search(curated, {"query": {"vector": {"name": "emb", "value": [1.0, 0.0, 0.0, 0.0]}}}, limit=3)
+    assert ids == ["r00", "r01", "r02"]
+    r = httpx.post(f"{curated.api_url}/api/v1/datasets/{curated.dataset_id}/records/search",
+                   params={"include": "vectors"}, content='{"query": {"vector": {"name": "emb", "value": [%s, 1, 0, 0]}}}' % bad, headers=h)
+    assert r.status_code == 422 and "finite" in r.text
+
+
+def test_searches_of_one_key_are_refused_early_queued_and_paced(curated):
+    """Before any authentication: oversized or over-the-cap queries are refused, and the /me searches of one key
+    run one at a time (a few wait their turn, more get 429) within half of the time."""
+    import threading
+
+    url = f"{curated.api_url}/api/v1/me/datasets/{curated.dataset_id}/records/search"
+    words = " ".join(f"w{i}" for i in range(2000))
+    r = httpx.post(url, json={"query": {"text": {"q": words}}}, headers={"X-Argilla-Api-Key": "cur.not-a-key"})
+    assert r.status_code == 422 and "the limit is 2,000" in r.text  # refused before the key was even looked up
+    r = httpx.post(url, content=b'{"query": "' + b"x" * 1_100_000 + b'"}',
+                   headers={"X-Argilla-Api-Key": curated.keys["a"]})
+    assert r.status_code == 413
+    body = {"query": {"text": {"q": "zebra | giraffes | prompt"}}}
+    barrier, codes = threading.Barrier(8), []
+
+    def one():
+        with httpx.Client(timeout=60) as http:
+            barrier.wait()
+            r = http.post(url, json=body, headers={"X-Argilla-Api-Key": curated.keys["b"]})
+            codes.append((r.status_code, r.headers.get("retry-after")))
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(c for c, _ in codes).count(200) >= 4 and (429, "1") in codes, codes
+    assert {c for c, _ in codes} <= {200, 429}
+    # paced: right after a search, the same key's next one waits about as long as the last one took
+    with httpx.Client(timeout=60) as http:
+        headers = {"X-Argilla-Api-Key": curated.keys["b"]}
+        time.sleep(2)
+
+        def server_ms(r) -> float:  # argilla-server's own Server-Timing header: "total;dur=<ms>"
+            r.raise_for_status()
+            return float(r.headers["server-timing"].split("dur=")[1])
+
+        first = server_ms(http.post(url, json=body, headers=headers))
+        t = time.perf_counter()
+        second = server_ms(http.post(url, json=body, headers=headers))
+        assert (time.perf_counter() - t) * 1000 >= 0.95 * (first + second)  # waited the first one's time, then ran

@@ -1,9 +1,10 @@
 """The serving process: the argilla-server 2.8 app under uvicorn, on one machine.
 
-`serve()` reads top to bottom: lock the workspace → bind the port → credentials → embedded Redis →
-environment → migrations, FTS schema, owner user → rq worker → uvicorn until Ctrl-C/SIGTERM →
-stop the worker and Redis. argilla_server reads its settings from the environment at import time,
-so every argilla_server import happens after the environment is set.
+`serve()` reads top to bottom: private umask, lock the workspace (made private) → bind the port →
+credentials → embedded Redis → environment → patches, migrations, FTS schema, owner user → the API's access
+rules (`guard.py`) → rq worker, supervisor → uvicorn until Ctrl-C/SIGTERM → stop the supervisor, the worker
+and Redis. argilla_server reads its settings from the environment at import time, so every argilla_server
+import happens after the environment is set.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import json
+import logging
 import os
 import shutil
 import signal
@@ -21,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from curation.server.children import EmbeddedRedis, start_worker, stop_child
+from curation.server.children import EmbeddedRedis, Supervisor, requeue_started_jobs, start_worker
 from curation.server.workspace import DEFAULT_ARGILLA_WORKSPACE, Workspace, local_api_url
 
 ENGINE_NAME = "curation-sql"  # same as search_engine.ENGINE_NAME, without importing argilla_server here
@@ -178,8 +180,18 @@ def serve(
     log_level: str = "warning",
 ) -> int:
     """Run the workspace's Argilla in this process until Ctrl-C or SIGTERM. Returns an exit code."""
-    ws = Workspace(workspace).create()
-    lock_fd = ws.acquire_lock()  # WorkspaceBusyError when another process serves it
+    previous_umask = os.umask(0o077)  # every file this process and its children make is private
+    ws = Workspace(workspace)
+    made_private = ws.made_private()
+    ws.create()
+    try:
+        lock_fd = ws.acquire_lock()  # WorkspaceBusyError when another process serves it
+    except BaseException:
+        os.umask(previous_umask)
+        raise
+    if made_private:
+        announce(made_private)
+    _log_to_stderr()
     previous_term = signal.signal(signal.SIGTERM, _raise_shutdown)
     redis = sock = None
     tmp_dir = ws.run_dir / "tmp"
@@ -208,12 +220,19 @@ def serve(
         from curation.server import patches
 
         patches.apply()
+        outbox = patches.JobOutbox(ws.run_dir / "pending-jobs")
+        patches.queue_jobs_through_outbox(outbox)
         _migrate(ws)
-        from curation.server.search_engine import ensure_schema
+        from curation.server.search_engine import drop_non_finite_vectors, ensure_schema
 
         ensure_schema(str(ws.db_path))
+        dropped = drop_non_finite_vectors(str(ws.db_path))
+        if dropped:
+            logging.getLogger("curation.server").warning(
+                "deleted %d stored vector(s) holding NaN or Infinity (accepted by an earlier version; they broke "
+                "every page and similarity search that included them)", dropped)
         return asyncio.run(
-            _serve(ws, sock, host, port, api_url, creds, created, show_credentials, announce, log_level, redis.proc.pid)
+            _serve(ws, sock, host, port, api_url, creds, created, show_credentials, announce, log_level, redis, outbox)
         )
     finally:
         if redis is not None:
@@ -224,51 +243,88 @@ def serve(
         shutil.rmtree(tmp_dir, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous_term)
         os.close(lock_fd)
+        os.umask(previous_umask)
 
 
-async def _serve(ws, sock, host, port, api_url, creds, created, show_credentials, announce, log_level, redis_pid):
+async def _serve(ws, sock, host, port, api_url, creds, created, show_credentials, announce, log_level, redis, outbox):
     import uvicorn
 
     await _ensure_owner(creds, reset=created, workspace_name=DEFAULT_ARGILLA_WORKSPACE)
     import curation.server.search_engine  # noqa: F401  (registers the engine before the app pings it)
     from argilla_server._app import app  # importing builds the app (and copies the UI into run/tmp)
+    from argilla_server.api.routes import api_v1
+    from argilla_server.jobs.queues import REDIS_CONNECTION
 
-    from curation.server import patches
+    from curation.server import guard, patches
 
     patches.skip_loopback_compression(app)
+    guard.install(api_v1)
+    ws.secure()  # the UI's static files, just copied into run/tmp with their package's modes
     from argilla_server.database import async_engine
 
     await async_engine.dispose()
-    worker = None
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+    supervisor = None
+    fatal: list[str] = []
+    config = uvicorn.Config(guard.EarlyRefusal(app), log_level=log_level, access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started and not task.done():
             await asyncio.sleep(0.05)
         if server.started:
-            # the worker imports argilla_server too: start it once the app answers, not alongside
-            with open(ws.log_path.parent / "worker.log", "ab") as log:
-                # argilla_server copies its UI into a temporary folder on import: keep the worker's in run/tmp too
-                worker = start_worker({**os.environ, "TMPDIR": tempfile.gettempdir()}, log)
-            ws.write_state(
-                {
-                    "pid": os.getpid(),
-                    "host": host,
-                    "port": port,
-                    "api_url": api_url,
-                    "worker_pid": worker.pid,
-                    "redis_pid": redis_pid,
-                    "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                }
-            )
+            # jobs a killed worker or server had started, and jobs kept while Redis was down, go first
+            requeued = requeue_started_jobs(REDIS_CONNECTION)
+            pending = outbox.drain()
+            if requeued or pending:
+                logging.getLogger("curation.server").warning(
+                    "re-queued %d job(s) left unfinished by the last run, enqueued %d kept while Redis was down",
+                    len(requeued), pending)
+
+            def spawn_worker():
+                # the worker imports argilla_server too: start it once the app answers, not alongside
+                with open(ws.log_path.parent / "worker.log", "ab") as log:
+                    # argilla_server copies its UI into a temporary folder on import: keep the worker's in run/tmp
+                    return start_worker({**os.environ, "TMPDIR": tempfile.gettempdir()}, log)
+
+            state = {
+                "pid": os.getpid(),
+                "host": host,
+                "port": port,
+                "api_url": api_url,
+                "redis_socket": str(redis.socket_path),
+                "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            }
+
+            def on_fatal(message: str) -> None:
+                fatal.append(message)
+                server.should_exit = True
+
+            supervisor = Supervisor(redis, spawn_worker(), spawn_worker, REDIS_CONNECTION, outbox,
+                                    on_change=lambda health: ws.write_state({**state, **health}), on_fatal=on_fatal)
+            ws.write_state({**state, **supervisor.state})
+            supervisor.start()
             announce(_banner(ws, api_url, host, creds, show_credentials))
         await task
+        if fatal:
+            raise ServeError(fatal[0])
         if not server.started:
             raise ServeError("The Argilla app failed to start; see the messages above.")
         return 0
     finally:
-        stop_child(worker)
+        if supervisor is not None:
+            supervisor.stop()
+
+
+def _log_to_stderr() -> None:
+    """The supervisor's and the patches' messages (logger `curation.server`) go where the server's output goes."""
+    logger = logging.getLogger("curation.server")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def _raise_shutdown(signum, frame):

@@ -36,6 +36,7 @@ class ServerHandle:
     credentials: dict = field(repr=False, default_factory=dict)
     first_start: bool = False
     process: subprocess.Popen | None = field(repr=False, default=None)
+    made_private: str = ""  # what start had to make private (see Workspace.made_private), for the user
 
     def stop(self, timeout: float = 30.0) -> bool:
         stopped = stop_server(self.workspace, timeout=timeout)
@@ -53,23 +54,96 @@ class ServerHandle:
         return connect(api_url=self.api_url, api_key=self.api_key)
 
 
+def _process(pid, parent, marker: str) -> bool:
+    """True when `pid` is a live (not zombie) child of `parent` whose command line contains `marker` (Linux /proc;
+    elsewhere: the pid exists)."""
+    if not pid:
+        return False
+    proc = Path(f"/proc/{pid}")
+    if not Path("/proc/self").exists():
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+    try:
+        stat = (proc / "stat").read_text()
+        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, ...
+    return fields[0] != "Z" and int(fields[1]) == parent and marker in cmdline
+
+
+def _queue_counts(socket_path: str) -> dict | None:
+    """Jobs in the embedded Redis: {queued, running, failed}, or None when it does not answer."""
+    import redis
+
+    from curation.server.children import QUEUES
+
+    try:
+        r = redis.Redis(unix_socket_path=socket_path, socket_timeout=2, socket_connect_timeout=2)
+        with r.pipeline() as p:
+            for q in QUEUES:
+                p.llen(f"rq:queue:{q}")
+                p.zcard(f"rq:wip:{q}")
+                p.zcard(f"rq:failed:{q}")
+            counts = p.execute()
+        r.close()
+    except (redis.exceptions.RedisError, OSError):
+        return None
+    return {"queued": sum(counts[0::3]), "running": sum(counts[1::3]), "failed": sum(counts[2::3])}
+
+
 def server_status(workspace: str | Path | None = None) -> dict:
-    """{running, healthy, pid, api_url, host, port, started_at, workspace} for a workspace."""
+    """Where the workspace's server runs and whether each of its parts works.
+
+    {workspace, running, healthy, pid, api_url, host, port, started_at, api, worker, redis, jobs, restarts,
+    problems}: `api` is True when the HTTP API answers; `worker` and `redis` say {pid, running}; `jobs` counts the
+    background jobs queued, running, failed and waiting in the outbox for Redis; `healthy` is True only when the
+    API, the worker and Redis all work, and `problems` lists what does not, in words."""
     ws = Workspace(workspace)
     state = ws.read_state() or {}
     running = ws.is_locked()
+    get = (lambda k: state.get(k)) if running else (lambda k: None)
     status = {
         "workspace": str(ws.root),
         "running": running,
         "healthy": False,
-        "pid": state.get("pid") if running else None,
-        "api_url": state.get("api_url") if running else None,
-        "host": state.get("host") if running else None,
-        "port": state.get("port") if running else None,
-        "started_at": state.get("started_at") if running else None,
+        "pid": get("pid"),
+        "api_url": get("api_url"),
+        "host": get("host"),
+        "port": get("port"),
+        "started_at": get("started_at"),
+        "api": False,
+        "worker": {"pid": get("worker_pid"), "running": False},
+        "redis": {"pid": get("redis_pid"), "running": False},
+        "jobs": None,
+        "restarts": {"worker": get("worker_restarts") or 0, "redis": get("redis_restarts") or 0,
+                     "requeued_jobs": get("requeued_jobs") or 0, "last_failure": get("last_failure")},
+        "problems": [],
     }
-    if running and state.get("api_url"):
-        status["healthy"] = ping(state["api_url"])
+    if not running:
+        return status
+    if not state.get("api_url"):
+        status["problems"].append("starting: the server has not answered yet")
+        return status
+    problems = status["problems"]
+    status["api"] = ping(state["api_url"])
+    if not status["api"]:
+        problems.append(f"the API does not answer at {state['api_url']}")
+    status["worker"]["running"] = _process(state.get("worker_pid"), state.get("pid"), "curation.server.worker")
+    if not status["worker"]["running"]:
+        problems.append(f"the background worker (pid {state.get('worker_pid')}) is not running; "
+                        "the server restarts it")
+    jobs = _queue_counts(state["redis_socket"]) if state.get("redis_socket") else None
+    status["redis"]["running"] = jobs is not None and _process(state.get("redis_pid"), state.get("pid"),
+                                                               "redis-server")
+    if not status["redis"]["running"]:
+        problems.append(f"the embedded Redis (pid {state.get('redis_pid')}) does not answer; the server restarts it")
+    waiting = len(list((ws.run_dir / "pending-jobs").glob("*.job")))
+    status["jobs"] = {**(jobs or {"queued": None, "running": None, "failed": None}), "waiting_for_redis": waiting}
+    status["healthy"] = not problems
     return status
 
 
@@ -93,7 +167,9 @@ def start_server(
     detach=False: the server is stopped when this process exits, even if it is killed.
     Output goes to <workspace>/logs/server.log; credentials are made here (never printed to the log).
     """
-    ws = Workspace(workspace).create()
+    ws = Workspace(workspace)
+    made_private = ws.made_private()
+    ws.create()
     if ws.is_locked():
         state = ws.read_state() or {}
         raise WorkspaceBusyError(
@@ -104,7 +180,7 @@ def start_server(
     creds, created = ws.ensure_credentials(local_api_url(host, port))
     ws.clear_state()
     cmd = [sys.executable, "-m", "curation", "serve", "--workspace", str(ws.root), "--host", host, "--port", str(port)]
-    log = open(ws.log_path, "ab")
+    log = os.fdopen(os.open(ws.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
     try:
         proc = subprocess.Popen(
             cmd,
@@ -134,6 +210,7 @@ def start_server(
                 credentials=ws.read_credentials(),
                 first_start=created,
                 process=proc,
+                made_private=made_private,
             )
         time.sleep(0.1)
     proc.terminate()

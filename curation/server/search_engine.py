@@ -11,6 +11,9 @@ Registered as ``curation-sql`` through ``SearchEngine.register``; the server pic
 engine (``search_engine/commons.py``): the same filter scopes, the "pending" response status
 meaning "no response from this user", relevance order for text queries, a per-user stable order
 when the UI asks for a user's queue, cosine similarity scored as ``(1 + cos) / 2``.
+
+Every search is bounded (``limits.py``): text queries are capped in length and distinct words, and each SQL
+statement runs under a deadline; what exceeds a limit is answered 422 with what to change.
 """
 
 from __future__ import annotations
@@ -46,9 +49,11 @@ from argilla_server.search_engine.base import (
     TermsMetrics,
     TextQuery,
 )
+from argilla_server.errors.future import UnprocessableEntityError
 from argilla_server.settings import settings
 from sqlalchemy import make_url
 
+from curation.server.limits import SEARCH_TIMEOUT_S, Deadline, SearchLimitError
 from curation.server.text_query import fts_expression
 
 ENGINE_NAME = "curation-sql"
@@ -125,6 +130,21 @@ def ensure_schema(db_path: str) -> int:
         con.close()
 
 
+def drop_non_finite_vectors(db_path: str) -> int:
+    """Delete vectors holding NaN or Infinity (argilla-server stored them before `patches.py` refused them): they
+    break every page that includes them and every similarity search. Returns how many were deleted."""
+    con = sqlite3.connect(db_path, timeout=60, isolation_level=None)
+    try:
+        # JSON text of finite floats never contains these letters; Python's encoder writes NaN and Infinity
+        where = "value LIKE '%NaN%' OR value LIKE '%Infinity%'"
+        n = con.execute(f"SELECT count(*) FROM vectors WHERE {where}").fetchone()[0]
+        if n:
+            con.execute(f"DELETE FROM vectors WHERE {where}")
+        return n
+    finally:
+        con.close()
+
+
 def _split_sql(script: str) -> list[str]:
     """Split a script into statements (sqlite3.complete_statement knows trigger bodies)."""
     statements, current = [], ""
@@ -159,9 +179,13 @@ def user_order_key(user_id: Union[UUID, str]) -> tuple[int, int]:
 
 
 class _Reader:
-    def __init__(self, path: str):
+    """Read-only connections, one per worker thread; every statement runs under the search deadline unless told."""
+
+    def __init__(self, path: str, timeout: Optional[float] = SEARCH_TIMEOUT_S):
         self.path = path
+        self.timeout = timeout
         self._local = threading.local()
+        self._deadline = Deadline()
 
     def connection(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
@@ -169,20 +193,28 @@ class _Reader:
             con = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
             con.execute("PRAGMA query_only = 1")
             con.execute("PRAGMA mmap_size = 2147418112")  # read pages through the OS cache, no copies
+            self._deadline.install(con)
             self._local.con = con
         return con
 
-    def all(self, sql: str, params: Iterable = ()) -> list:
-        return self.connection().execute(sql, tuple(params)).fetchall()
+    def all(self, sql: str, params: Iterable = (), *, bounded: bool = True) -> list:
+        con = self.connection()
+        return self._deadline.run(self.timeout if bounded else None,
+                                  lambda: con.execute(sql, tuple(params)).fetchall())
 
     def snapshot(self, *queries: tuple[str, list]) -> list[list]:
         """Run several queries on one consistent snapshot of the database."""
         con = self.connection()
-        con.execute("BEGIN")
-        try:
-            return [con.execute(sql, tuple(params)).fetchall() for sql, params in queries]
-        finally:
-            con.execute("COMMIT")
+
+        def run() -> list[list]:
+            con.execute("BEGIN")
+            try:
+                return [con.execute(sql, tuple(params)).fetchall() for sql, params in queries]
+            finally:
+                if con.in_transaction:
+                    con.execute("COMMIT")
+
+        return self._deadline.run(self.timeout, run)
 
     async def run(self, sql: str, params: Iterable = ()) -> list:
         return await asyncio.to_thread(self.all, sql, list(params))
@@ -432,14 +464,20 @@ class _VectorCache:
             entry = self._entries.get(vector_settings_id)
             if entry is not None and entry[0] == key:
                 return entry[1], entry[2], entry[3]
-            rows = reader.all("SELECT record_id, value FROM vectors WHERE vector_settings_id = ?", (vector_settings_id,))
-            ids = np.array([r[0] for r in rows], dtype=object)
+            # loading costs what the dataset's size makes it cost, whoever asks: no search deadline
+            rows = reader.all("SELECT record_id, value FROM vectors WHERE vector_settings_id = ?",
+                              (vector_settings_id,), bounded=False)
             if rows:
                 matrix = np.array(json.loads("[" + ",".join(r[1] for r in rows) + "]"), dtype=np.float32)
+                finite = np.isfinite(matrix).all(axis=1)  # NaN/Infinity stored by an older version: no vector
+                if not finite.all():
+                    rows = [r for r, ok in zip(rows, finite) if ok]
+                    matrix = np.ascontiguousarray(matrix[finite])
                 norms = np.linalg.norm(matrix, axis=1, keepdims=True)
                 matrix /= np.where(norms == 0, 1, norms)
             else:
                 matrix = np.zeros((0, 0), dtype=np.float32)
+            ids = np.array([r[0] for r in rows], dtype=object)
             position = {record_id: i for i, record_id in enumerate(ids)}
             self._entries[vector_settings_id] = (key, ids, matrix, position)
             return ids, matrix, position
@@ -470,7 +508,8 @@ class SQLSearchEngine(SearchEngine):
             return False
 
     async def info(self) -> dict:
-        return {"name": ENGINE_NAME, "version": sqlite3.sqlite_version, "database": self.reader.path}
+        # shown by the unauthenticated /api/v1/status: no paths
+        return {"name": ENGINE_NAME, "version": sqlite3.sqlite_version}
 
     # -- index maintenance: the SQL tables are the index; FTS is kept by triggers --
     async def create_index(self, dataset: Dataset):
@@ -554,7 +593,10 @@ class SQLSearchEngine(SearchEngine):
         if isinstance(query, str):
             query = TextQuery(q=query)
         field_token = "fxall" if not query.field else "f" + query.field.encode().hex().upper()
-        expr = fts_expression(query.q, anchor=f'd : "d{dataset_id}" AND f : "{field_token}"')
+        try:
+            expr = fts_expression(query.q, anchor=f'd : "d{dataset_id}" AND f : "{field_token}"')
+        except SearchLimitError as err:
+            raise UnprocessableEntityError(str(err)) from None
         if expr is None:
             return ""
         sql.add(expr)
@@ -586,6 +628,12 @@ class SQLSearchEngine(SearchEngine):
         limit: int = 100,
         user_id: Optional[Union[UUID, str]] = None,
     ) -> SearchResponses:
+        try:
+            return await self._search(dataset, query, filter, sort, offset, limit, user_id)
+        except SearchLimitError as err:
+            raise UnprocessableEntityError(str(err)) from None
+
+    async def _search(self, dataset, query, filter, sort, offset, limit, user_id) -> SearchResponses:
         dataset_id = _hex(dataset.id)
         matching = self._matching(dataset_id, query, filter)
         if matching is None:
@@ -640,13 +688,23 @@ class SQLSearchEngine(SearchEngine):
             value = record.vector_value_by_vector_settings(vector_settings)
         if not value:
             raise ValueError("Cannot find a vector value to apply with provided info")
+        q = np.asarray(value, dtype=np.float32)
+        if not np.isfinite(q).all():
+            raise UnprocessableEntityError(f"The query vector for `{vector_settings.name}` must hold finite numbers "
+                                           "(no NaN or Infinity)")
+        try:
+            return await self._similar(dataset, vector_settings, q, excluded, query, filter, max_results, order,
+                                       threshold)
+        except SearchLimitError as err:
+            raise UnprocessableEntityError(str(err)) from None
 
+    async def _similar(self, dataset, vector_settings, q, excluded, query, filter, max_results, order,
+                       threshold) -> SearchResponses:
         dataset_id = _hex(dataset.id)
         ids, matrix, position = await asyncio.to_thread(_VECTORS.get, self.reader, dataset_id, _hex(vector_settings.id))
         if len(ids) == 0:
             return SearchResponses(items=[], total=0)
-        q = np.asarray(value, dtype=np.float32)
-        q /= np.linalg.norm(q) or 1.0
+        q = q / (np.linalg.norm(q) or 1.0)
         cos = matrix @ q
         if order == SimilarityOrder.least_similar:
             cos = -cos

@@ -20,6 +20,8 @@ def add_user(client, username: str, *, role: str = "annotator", workspace: str =
         raise ValueError(f"Invalid username {username!r}: use lowercase letters, digits, '-' and '_'")
     if role not in ("annotator", "admin", "owner"):
         raise ValueError(f"Invalid role {role!r}: annotator, admin or owner")
+    if password is not None and not 8 <= len(password) <= 100:
+        raise ValueError(f"The password has {len(password)} characters; Argilla wants 8 to 100")
     if client.users(username=username) is not None:
         raise ValueError(f"User {username!r} already exists on {client.api_url}")
     ws = client.workspaces(workspace)

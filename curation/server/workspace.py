@@ -1,6 +1,8 @@
 """The workspace folder: where a local Argilla keeps its state, its secrets and its pid.
 
-Layout (all created on first start, the folder itself with mode 0700)::
+Layout (all created on first start; the folder is 0700 and the server's files 0600, enforced on every start
+whoever created them, and the serving process runs with umask 077 so every file it or its children make is
+private too)::
 
     <workspace>/
       credentials.json      owner's api_url, api_key, username, password   (0600)
@@ -22,6 +24,7 @@ import fcntl
 import json
 import os
 import secrets
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,9 @@ from contract.argilla import CREDENTIALS_FILE, read_credentials, workspace_root
 
 OWNER_USERNAME = "owner"
 DEFAULT_ARGILLA_WORKSPACE = "curation"
+# the server's files at the top of the workspace (SQLite keeps API keys in plain text in the db and its WAL)
+PRIVATE_FILES = (CREDENTIALS_FILE, "auth_secret", "argilla.db", "argilla.db-wal", "argilla.db-shm",
+                 "argilla.db-journal")
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -93,12 +99,52 @@ class Workspace:
         return self.run_dir / "server.json"
 
     def create(self) -> "Workspace":
-        if not self.root.exists():
-            self.root.mkdir(parents=True)
-            os.chmod(self.root, 0o700)
+        """Make the folders if needed and make them, and the server's files, private (see `secure`)."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         for d in (self.home_path, self.run_dir, self.log_path.parent):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.secure()
         return self
+
+    def secure(self) -> list[tuple[Path, int, int]]:
+        """Take group and other permissions away from the workspace folder, the server's files in it and its
+        `argilla/`, `run/` and `logs/` trees, however and by whomever they were made (`curation ingest` makes the
+        folder with the default umask, a backup may be restored 0644). Returns (path, old mode, new mode) for
+        each change. Symbolic links are left alone (never followed)."""
+        changed = []
+
+        def tighten(path: Path) -> None:
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                return
+            mode = stat.S_IMODE(st.st_mode)
+            if stat.S_ISLNK(st.st_mode) or not mode & 0o077 or st.st_uid != os.getuid():
+                return
+            os.chmod(path, mode & 0o700)
+            changed.append((path, mode, mode & 0o700))
+
+        tighten(self.root)
+        for name in PRIVATE_FILES:
+            tighten(self.root / name)
+        for tree in (self.home_path, self.run_dir, self.log_path.parent):
+            tighten(tree)
+            for folder, dirs, files in os.walk(tree):
+                for name in dirs + files:
+                    tighten(Path(folder) / name)
+        return changed
+
+    def made_private(self) -> str:
+        """`secure()`, described in one line for the user ('' when nothing had to change)."""
+        if not self.root.exists():
+            return ""
+        changed = self.secure()
+        if not changed:
+            return ""
+        shown = ", ".join(f"{p.relative_to(self.root) if p != self.root else p} {old:o} -> {new:o}"
+                          for p, old, new in changed[:8])
+        more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""
+        return f"Made the workspace private (others could read it): {shown}{more}"
 
     # ---- secrets -----------------------------------------------------------------------
     def read_credentials(self) -> dict:
