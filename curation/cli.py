@@ -1,7 +1,7 @@
 """`python -m curation <command>`: the curation workspace and the curation pipeline.
 
 Workspace commands: serve, status, stop, add-user.
-Pipeline commands: ingest, score, push, pull, select, export, run; generate (new candidates from a teacher). Every pipeline command takes
+Pipeline commands: ingest, score, push, pull, select, export, run; generate (new candidates from a teacher), rest (the ReST loop). Every pipeline command takes
 ``--config RECIPE.yaml`` (without it, the resolved config the workspace saved last, else the defaults),
 ``--workspace`` (else $CURATION_WORKSPACE, else the config's), ``--force``, dotted overrides of any
 config key (``--select.budget 500``, ``--set score.num_perm=64``) and a few short aliases. Each step is
@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from contract import config as cc
-from curation.config import CurationConfig, GenerateConfig, resolve
+from curation.config import CurationConfig, GenerateConfig, RestConfig, resolve
 
 
 def _workspace_arg(p: argparse.ArgumentParser) -> None:
@@ -205,6 +205,7 @@ SECTIONS = {
     "export": ["export"],
     "run": ["ingest", "score", "push", "pull", "select", "export"],
     "generate": ["generate"],
+    "rest": ["rest"],
 }
 
 HELP = {
@@ -219,6 +220,9 @@ HELP = {
     "generate": "write a candidate pool with a teacher model: self-instruct (new tasks, ROUGE-L/MiniLM novelty "
                 "filter, answered), backtranslate (a backward model writes instructions for documents; "
                 "self-curation 1-5) or answers (a teacher's answer to existing prompts); ingest reads the file",
+    "rest": "the ReST loop: K rounds of grow (sample answers from base + adapter) → improve (judge, keep above a "
+            "rising threshold) → fine-tune (python -m finetune) → evaluate (python -m eval, one leaderboard); "
+            "resumable",
 }
 
 
@@ -246,13 +250,14 @@ ALIASES = {
                "push_to_hub": "export.push_to_hub"},
 }
 ALIASES["generate"] = {f.name: f"generate.{f.name}" for f in dataclasses.fields(GenerateConfig)}
+ALIASES["rest"] = {f.name: f"rest.{f.name}" for f in dataclasses.fields(RestConfig)}
 ALIASES["run"] = {**ALIASES["ingest"], **ALIASES["score"], **ALIASES["push"], **ALIASES["pull"],
                   **{k: v for k, v in ALIASES["export"].items() if k != "strategy"}}
 
 
 def add_pipeline_commands(subparsers) -> None:
     """Register the pipeline's subcommands on an argparse subparsers object (``func(args) -> int``)."""
-    for command in ("ingest", "score", "push", "pull", "select", "export", "run", "generate"):
+    for command in ("ingest", "score", "push", "pull", "select", "export", "run", "generate", "rest"):
         p = subparsers.add_parser(command, help=HELP[command], description=HELP[command] + ". " + _DESC,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(p, command, ALIASES.get(command, {}))
@@ -467,7 +472,14 @@ def cmd_generate(cfg, ws, args) -> int:
     return 0
 
 
-STEPS = {"generate": cmd_generate, "ingest": cmd_ingest, "score": cmd_score, "push": cmd_push, "pull": cmd_pull, "select": cmd_select,
+def cmd_rest(cfg, ws, args) -> int:
+    from curation import rest
+
+    print(rest.summary(rest.run(cfg, ws)))
+    return 0
+
+
+STEPS = {"generate": cmd_generate, "rest": cmd_rest, "ingest": cmd_ingest, "score": cmd_score, "push": cmd_push, "pull": cmd_pull, "select": cmd_select,
          "export": cmd_export}
 
 

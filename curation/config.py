@@ -232,6 +232,46 @@ class GenerateConfig:
 
 
 @dataclass
+class RestConfig:
+    model: str = _f("", "The base policy: a local model (path, Hub id or smollm2-135m-instruct); each round samples "
+                        "from it plus the previous round's adapter.")
+    prompts: str = _f("", "Prompts to grow answers for: a file (any pool format; the conversation before the last "
+                          "answer is the prompt), a workspace selection name, or empty for the workspace's "
+                          "candidates.")
+    limit: int = _f(0, "Use only the first N prompts (0: all).")
+    out: str = _f("", "Folder of the loop (empty: <workspace>/rest): round-<k>/ with samples, scores, kept pairs, "
+                      "the adapter and its evaluation; report.json and report.md.")
+    rounds: int = _f(2, "Rounds of grow -> improve -> fine-tune -> evaluate.")
+    samples: int = _f(4, "grow: answers sampled per prompt in each round.")
+    temperature: float = _f(0.8, "grow: sampling temperature (must be > 0: the samples must differ).")
+    top_p: float = _f(0.95, "grow: nucleus sampling mass.")
+    max_tokens: int = _f(256, "grow: longest answer, in tokens.")
+    seed: int = _f(0, "Seed of the sampling (sample j of a prompt in round k uses a seed made of seed, k and j).")
+    judge: str = _f("quality-rating", "improve: the pointwise judge that scores each sample (a folder of "
+                                      "judging/judges).")
+    reward: str = _f("", "improve: instead of the judge, a reward function module:function taking (prompt, answer) "
+                         "and returning a number.")
+    judge_backend: str = _f("transformers", "improve and evaluate: openai (an endpoint; key in EVAL_JUDGE_API_KEY) "
+                                            "or transformers (a local model).", choices=("openai", "transformers"))
+    judge_model: str = _f("", "improve and evaluate: the judge model (empty: the base model).")
+    judge_base_url: str = _f("", "improve and evaluate: the judge's endpoint (openai).")
+    threshold: float = _f(3.0, "improve: keep the samples scored at least this in round 1.")
+    threshold_step: float = _f(0.5, "improve: the threshold rises by this each round (ReST's rising thresholds).")
+    best_per_prompt: int = _f(0, "improve: keep at most this many of a prompt's samples above the threshold, the "
+                                 "best first (0: all).")
+    curated: str = _f("", "Curated data added to every round's training data (a messages file such as "
+                          "data/<name>/train.jsonl, or a workspace selection name): the curator pass.")
+    finetune_recipe: str = _f("", "Recipe of python -m finetune for each round's adapter (empty: finetune's "
+                                  "defaults); the model and data are the loop's.")
+    finetune_overrides: dict = _f({}, "finetune settings of every round, e.g. {max_steps: 20, quantization: none}.")
+    eval_prompts: str = _f("", "evaluate: prompts for python -m eval generate (empty: no evaluation).")
+    reference: str = _f("", "evaluate: the reference's answers (an eval generations file, or outputs file); empty: "
+                            "the base model's greedy answers, generated once.")
+    eval_judge: str = _f("lima-three-way", "evaluate: the pairwise judge of each round against the reference.")
+    eval_max_tokens: int = _f(256, "evaluate: longest answer, in tokens.")
+
+
+@dataclass
 class CurationConfig:
     name: str = _f("lima-curated", "Dataset name: the export goes to <export.output_dir>/<name>/.")
     workspace: str = _f("workspace", "Workspace folder holding the pipeline's state (see curation/README.md).")
@@ -242,6 +282,7 @@ class CurationConfig:
     select: SelectConfig = _f(SelectConfig, "Selection to a budget (python -m curation select).")
     export: ExportConfig = _f(ExportConfig, "The versioned dataset in data/ (python -m curation export).")
     generate: GenerateConfig = _f(GenerateConfig, "New candidates from a teacher (python -m curation generate).")
+    rest: RestConfig = _f(RestConfig, "The ReST loop: grow, improve, fine-tune, evaluate (python -m curation rest).")
 
     # ------------------------------------------------------------------ loading
 
@@ -341,6 +382,16 @@ class CurationConfig:
         if not 0 <= e.dev_fraction < 1:
             issues.append("export.dev_fraction must be within [0, 1)")
         issues += self.generate_problems()
+        r = self.rest
+        for key in ("rounds", "samples", "max_tokens", "eval_max_tokens"):
+            if getattr(r, key) < 1:
+                issues.append(f"rest.{key} must be at least 1")
+        if r.temperature <= 0:
+            issues.append("rest.temperature must be > 0 (the samples of a prompt must differ)")
+        if r.threshold_step < 0:
+            issues.append("rest.threshold_step must be >= 0 (thresholds rise, or stay)")
+        if r.reward and ":" not in r.reward:
+            issues.append("rest.reward must be module:function")
         return issues
 
     def generate_problems(self) -> list[str]:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from contract.io import sha256_file, write_json, write_jsonl
 from contract.readers import iter_records, read_examples
-from contract.schema import DataError, example_id, make_example
+from contract.schema import DataError, example_id, make_example, record_to_example
 from curation.config import CurationConfig, GenerateConfig
 from curation.novelty import NoveltyFilter, max_pairwise_rouge
 from curation.teacher import Teacher, Template
@@ -100,6 +100,8 @@ def task_problem(task: str, g: GenerateConfig) -> str | None:
 def _user_text(rec: dict) -> str | None:
     msgs = rec.get("messages") or rec.get("conversations")
     if isinstance(msgs, list):
+        if msgs and isinstance(msgs[0], str):  # LIMA: alternating turns, the user's first
+            return msgs[0].strip() or None
         for m in msgs:
             if isinstance(m, dict) and (m.get("role") or m.get("from")) in ("user", "human"):
                 return str(m.get("content") or m.get("value") or "").strip() or None
@@ -190,8 +192,16 @@ def prompts_to_answer(cfg: CurationConfig, ws: Workspace) -> list[tuple[str, lis
     """(id, conversation up to the last answer) of each prompt to answer."""
     g, out = cfg.generate, []
     if g.prompts:
-        examples = read_examples(_resolve_examples(g.prompts, ws), on_error="skip").examples
-        rows = [(ex["id"], ex["messages"]) for ex in examples]
+        rows = []
+        for where, rec, _raw in iter_records(_resolve_examples(g.prompts, ws)):
+            try:  # a whole example (its last answer is dropped below), or a prompt alone
+                ex = record_to_example(rec, where=where)
+                rows.append((ex["id"], ex["messages"]))
+            except DataError:
+                text = _user_text(rec) if isinstance(rec, dict) else None
+                if text:
+                    msgs = [{"role": "user", "content": text}]
+                    rows.append((str(rec.get("id") or example_id(msgs)), msgs))
     else:
         if not ws.candidates.exists():
             raise FileNotFoundError(f"answers: no prompts: give --prompts FILE or run `python -m curation ingest` "

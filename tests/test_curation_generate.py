@@ -209,3 +209,74 @@ def test_backtranslate_trains_a_backward_model_and_self_curates(tiny_model_dir, 
     ok(*args)
     assert (run / "adapter_model.safetensors").stat().st_mtime_ns == mtime and teacher.requests == n
     assert read_jsonl(out) == kept
+
+
+# --------------------------------------------------------------------------- the ReST loop
+
+
+def rest_judge(messages: list[dict]) -> str:
+    """Pointwise: a score of 3-5 from a hash of the answer; pairwise: the fake's default judge."""
+    from openai_fixtures import default_reply
+
+    text = "\n".join(str(m["content"]) for m in messages)
+    if "Assistant A" in text:
+        return default_reply(messages)
+    digest = int(hashlib.sha256(text.encode()).hexdigest(), 16)
+    return f"Fine.\nRating: [[{3 + digest % 3}]]"
+
+
+def test_rest_two_rounds_and_resume(tiny_model_dir, fake_openai, monkeypatch, tmp_path):
+    monkeypatch.setenv("EVAL_JUDGE_API_KEY", fake_openai.api_key)
+    fake_openai.reply = rest_judge
+    prompts = tmp_path / "prompts.jsonl"
+    with open(prompts, "w") as fh:
+        for i in range(4):
+            fh.write(json.dumps({"messages": [{"role": "user", "content": f"Tell me about {TOPICS[i]}."}]}) + "\n")
+    eval_prompts = tmp_path / "eval.jsonl"
+    with open(eval_prompts, "w") as fh:
+        for i in range(3):
+            fh.write(json.dumps({"id": f"e{i}", "prompt": f"Say something about {TOPICS[10 + i]}."}) + "\n")
+    curated = write_seeds(tmp_path / "curated.jsonl", n=4)
+    ws = tmp_path / "ws"
+    args = ["rest", "--workspace", ws, "--model", tiny_model_dir, "--prompts", prompts, "--rounds", "2",
+            "--samples", "2", "--max_tokens", "12", "--threshold", "3", "--threshold_step", "1",
+            "--judge_backend", "openai", "--judge_model", fake_openai.model, "--judge_base_url", fake_openai.base_url,
+            "--curated", curated, "--eval_prompts", eval_prompts, "--eval_max_tokens", "8", "--set",
+            "rest.finetune_overrides={max_steps: 2, quantization: none, dev_size: 0, save_steps: 100, batch_size: 4, "
+            "max_length: 256}"]
+    out = ok(*args)
+    root = ws / "rest"
+    report = json.loads((root / "report.json").read_text())
+    r1, r2 = report["rounds"]
+    assert r1["threshold"] == 3 and r2["threshold"] == 4
+    assert r1["samples"] == r2["samples"] == 8 and r1["kept"] == 8  # every score is 3-5
+    assert r2["kept"] == sum(v for k, v in r2["scores"].items() if float(k) >= 4)
+    for r in (r1, r2):
+        assert r["eval"]["n"] == 3 and 0 <= r["eval"]["win_rate"] <= 1 and len(r["eval"]["wilson"]) == 2
+        assert r["sample_length"]["mean_words"] is not None
+    assert "| 2 | 4 |" in out and (root / "report" / "leaderboard.json").exists()
+    # round 2 sampled from round 1's adapter, at temperature > 0: two samples of a prompt differ
+    samples2 = read_jsonl(root / "round-2" / "samples.jsonl")
+    kept2 = read_jsonl(root / "round-2" / "kept.jsonl")
+    assert all(k["meta"]["generate"]["teacher"].endswith("round-1/adapter") for k in kept2)
+    assert all(k["meta"]["generate"]["round"] == 2 and k["meta"]["generate"]["score"] >= 4 for k in kept2)
+    by_prompt: dict = {}
+    for s in samples2:
+        by_prompt.setdefault(s["prompt_id"], []).append(s["answer"])
+    assert any(len(set(v)) > 1 for v in by_prompt.values())
+    train2 = read_jsonl(root / "round-2" / "train.jsonl")
+    assert len(train2) == len(kept2) + 4  # kept + curated
+
+    # a kill during round 2's improve: its outputs and stamp are gone; the re-run redoes only what is missing
+    stamps = {p: p.stat().st_mtime_ns for p in root.glob("round-*/*.done.json")}
+    (root / "round-2" / "improve.done.json").unlink()
+    (root / "round-2" / "kept.jsonl").unlink()
+    n = fake_openai.requests
+    ok(*args)
+    for p, t in stamps.items():
+        if p.parent.name == "round-1" or p.name == "grow.done.json":
+            assert p.stat().st_mtime_ns == t, p
+    assert read_jsonl(root / "round-2" / "kept.jsonl") == kept2
+    # the scores came from the judge's cache; the round-2 adapter is the same, so its evaluation is kept
+    assert fake_openai.requests == n
+    assert json.loads((root / "report.json").read_text())["rounds"] == report["rounds"]
