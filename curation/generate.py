@@ -507,11 +507,19 @@ def _by_reason(rejected: list[dict]) -> dict[str, int]:
     return out
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (user + system), in seconds."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
     """Write the method's pool file; returns the report (also written beside it)."""
     g = cfg.generate
     out = out_path(cfg)
-    started = time.time()
+    started, cpu_started = time.time(), cpu_seconds()
     teacher = None
     if g.method != "backtranslate":  # backtranslate's model is the backward model, its judge the judge
         if not g.teacher_model and not os.environ.get("CURATION_TEACHER_MODEL"):
@@ -529,11 +537,12 @@ def run(cfg: CurationConfig, ws: Workspace, *, force: bool = False) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(out, records)
     write_jsonl(Path(f"{out}.rejected.jsonl"), rejected)
-    seconds = time.time() - started
+    seconds, cpu = time.time() - started, cpu_seconds() - cpu_started
     stats = worker.stats.to_json() if worker else {}
     report = {"method": g.method, "out": str(out), "records": len(records), "rejected": len(rejected),
               "teacher": worker.describe if worker else None, "round": g.round, "seconds": round(seconds, 1),
               "per_hour": round(len(records) * 3600 / seconds, 1) if seconds > 0 else None,
+              "cpu_seconds": round(cpu, 1), "per_cpu_hour": round(len(records) * 3600 / cpu, 1) if cpu > 0 else None,
               "counts": counts, "teacher_stats": stats, "config": cfg.section_dict("generate"),
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     write_json(Path(f"{out}.report.json"), report)
@@ -558,6 +567,7 @@ def summary(report: dict) -> str:
         lines.append(f"  teacher {report['teacher']}: {s.get('requests', 0)} requests, {s.get('cached', 0)} from "
                      f"the cache, {s.get('failed', 0)} failed, ${s.get('cost', 0):.4f} spent"
                      + (" (budget reached: re-run to continue)" if s.get("budget_exhausted") else ""))
-    lines.append(f"  {report['seconds']}s ({report['per_hour']} per hour); ingest it: python -m curation ingest "
+    lines.append(f"  {report['seconds']}s, {report['per_hour']} per hour ({report['cpu_seconds']} CPU s, "
+                 f"{report['per_cpu_hour']} per CPU-hour); ingest it: python -m curation ingest "
                  f"{report['out']}")
     return "\n".join(lines)

@@ -232,25 +232,27 @@ def reference(cfg: CurationConfig, root: Path) -> Path:
     return out
 
 
-def evaluate(cfg: CurationConfig, k: int, adapter: str, ref: Path, folder: Path) -> Path:
+def evaluate(cfg: CurationConfig, k: int, adapter: str, ref: Path, folder: Path, cache: Path) -> Path:
     r = cfg.rest
     ev = folder / "eval"
     ev.mkdir(parents=True, exist_ok=True)
     gens, judgments = ev / "generations.jsonl", ev / "judgments.jsonl"
-    stage = Stage(folder, "evaluate", _digest(Path(adapter) / "adapter_model.safetensors", ref, r.eval_prompts,
-                                              r.eval_judge, r.judge_backend, r.judge_model, r.eval_max_tokens))
+    weights = _digest(Path(adapter) / "adapter_model.safetensors")
+    stage = Stage(folder, "evaluate", _digest(weights, ref, r.eval_prompts, r.eval_judge, r.judge_backend,
+                                              r.judge_model, r.eval_max_tokens))
     if stage.done() and judgments.exists():
         return judgments
-    if gens.exists() and not (folder / "evaluate.gen.json").exists():
-        gens.unlink()  # answers of an older adapter: never passed off as this one's
+    made_by = folder / "evaluate.adapter.json"
+    if gens.exists() and (not made_by.exists() or json.loads(made_by.read_text()).get("weights") != weights):
+        gens.unlink()  # answers of another adapter: never passed off as this one's (same weights: resumed)
+    write_json(made_by, {"adapter": adapter, "weights": weights})
     _run([sys.executable, "-m", "eval", "generate", "--model", r.model, "--adapter", adapter, "--prompts",
           r.eval_prompts, "--out", gens, "--generator", f"rest-round-{k}", "--max_new_tokens", r.eval_max_tokens,
           "--progress", "false"], f"rest round {k}: python -m eval generate")
-    write_json(folder / "evaluate.gen.json", {"adapter": adapter})
     if judgments.exists():
         judgments.unlink()
     _run([sys.executable, "-m", "eval", "judge", "--a", gens, "--b", ref, "--out", judgments, *_judge_args(r),
-          "--progress", "false"], f"rest round {k}: python -m eval judge")
+          "--cache_dir", cache, "--progress", "false"], f"rest round {k}: python -m eval judge")
     stage.finish()
     return judgments
 
@@ -288,7 +290,9 @@ def run(cfg: CurationConfig, ws: Workspace) -> dict:
         raise ValueError("rest.model is not set: the base policy (--model PATH, a Hub id or smollm2-135m-instruct)")
     root = out_dir(cfg)
     root.mkdir(parents=True, exist_ok=True)
-    started = time.time()
+    from curation.generate import cpu_seconds
+
+    started, cpu_started = time.time(), cpu_seconds()
     prompts = load_prompts(cfg, ws)
     if not prompts:
         raise ValueError("rest: no prompts (rest.prompts, or the workspace's candidates)")
@@ -303,7 +307,7 @@ def run(cfg: CurationConfig, ws: Workspace) -> dict:
         adapter = finetune(cfg, ws, k, kept, folder)
         summary = round_summary(cfg, k, folder)
         if ref is not None:
-            judgment_files.append(evaluate(cfg, k, adapter, ref, folder))
+            judgment_files.append(evaluate(cfg, k, adapter, ref, folder, ws.cache / "judge"))
         rounds.append(summary)
         print(f"rest round {k}: kept {summary['kept']}/{summary['samples']} samples at >= {summary['threshold']:g} "
               f"(mean score {summary['score_mean']}), adapter {adapter}", file=sys.stderr, flush=True)
@@ -318,6 +322,7 @@ def run(cfg: CurationConfig, ws: Workspace) -> dict:
                                    "win_rate": res["win_rate"], "wilson": res["wilson"],
                                    "mean_length": res.get("mean_a"), "reference_length": res.get("mean_b")}
     report = {"rounds": rounds, "prompts": len(prompts), "model": r.model, "seconds": round(time.time() - started, 1),
+              "cpu_seconds": round(cpu_seconds() - cpu_started, 1),
               "config": cfg.section_dict("rest"), "out": str(root)}
     write_json(root / "report.json", report)
     write_text(root / "report.md", markdown(report))
@@ -338,7 +343,8 @@ def markdown(report: dict) -> str:
                      f"{s['score_mean']} | {', '.join(f'{k}: {v}' for k, v in s['scores'].items())} | "
                      f"{s['sample_length']['mean_words']} / {s['kept_length']['mean_words']} | {win} | {elen} |")
     lines += ["", "A win rate that does not rise while answers grow longer is reward hacking (longer, not better).",
-              f"Took {report['seconds']} s. Per-round files: {report['out']}/round-<k>/; the leaderboard: "
+              f"Took {report['seconds']} s ({report.get('cpu_seconds')} CPU s; a resumed run counts only its own "
+              f"work). Per-round files: {report['out']}/round-<k>/; the leaderboard: "
               f"{report['out']}/report/report.html.", ""]
     return "\n".join(lines)
 
