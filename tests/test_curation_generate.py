@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -244,8 +249,20 @@ def test_rest_two_rounds_and_resume(tiny_model_dir, fake_openai, monkeypatch, tm
             "--curated", curated, "--eval_prompts", eval_prompts, "--eval_max_tokens", "8", "--set",
             "rest.finetune_overrides={max_steps: 2, quantization: none, dev_size: 0, save_steps: 100, batch_size: 4, "
             "max_length: 256}"]
-    out = ok(*args)
+    # killed (the whole process group, as Ctrl-C would) once round 2 has its samples: in improve or fine-tune
     root = ws / "rest"
+    proc = subprocess.Popen([sys.executable, "-m", "curation", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while not (root / "round-2" / "grow.done.json").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (root / "round-1" / "finetune.done.json").exists() and not (root / "report.json").exists()
+    at_kill = {p: p.stat().st_mtime_ns for p in root.glob("round-*/*.done.json")}
+    out = ok(*args)
+    for p, t in at_kill.items():  # what was finished before the kill is not done again
+        assert p.stat().st_mtime_ns == t, p
     report = json.loads((root / "report.json").read_text())
     r1, r2 = report["rounds"]
     assert r1["threshold"] == 3 and r2["threshold"] == 4
