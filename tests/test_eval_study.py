@@ -5,7 +5,6 @@ the selections; a second run repeats nothing; a changed training command retrain
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
