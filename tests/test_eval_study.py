@@ -125,3 +125,62 @@ def test_a_bad_study_file_names_every_problem(tmp_path, capsys):
                  "budget: a positive whole number", "finetune: 'seed' is set by the study", "recipe: no such file"):
         assert part in err, part
     assert "Traceback" not in err
+
+
+def test_feedback_study_trains_the_three_arms_into_one_leaderboard(tiny_model_dir, tmp_path, capfd, fake_openai,
+                                                                   monkeypatch):
+    """The RLAIF-vs-strong-teacher preset: an API model (the fake endpoint) teaches and judges, the tiny model is
+    the weak teacher (sampled twice) and the student; arms A (SFT strong), B (SFT weak + DPO), C (A + DPO)."""
+    from eval.cli import main
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    for k, v in fake_openai.env().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("EVAL_GEN_API_KEY", fake_openai.api_key)
+    train_prompts = tmp_path / "train-prompts.jsonl"
+    write_jsonl(train_prompts, [{"id": f"t{i}", "prompt": f"Explain idea number {i} in a few words."} for i in range(12)])
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts, [{"id": f"q{i}", "prompt": p, "category": "misc"} for i, p in
+                          enumerate(["Say hello.", "Name a colour.", "Count to three."])])
+    spec = {
+        "kind": "feedback", "out_dir": str(tmp_path / "fb"), "model": str(tiny_model_dir), "seed": 0,
+        "train_prompts": str(train_prompts),
+        "strong": {"generator": "api-teacher", "backend": "openai", "model": fake_openai.model,
+                   "base_url": fake_openai.base_url, "max_new_tokens": 64},
+        "weak": {"model": str(tiny_model_dir), "temperature": 1.0, "max_new_tokens": 12, "batch_size": 6},
+        "preference_judge": {"judge": "lima-three-way", "backend": "openai", "cache_dir": str(tmp_path / "cache")},
+        "sft_recipe": str(REPO / "finetune" / "recipes" / "tiny-cpu.yaml"),
+        "dpo_recipe": str(REPO / "finetune" / "recipes" / "dpo-tiny-cpu.yaml"),
+        "finetune": {"max_steps": 2, "batch_size": 4, "max_length": 128, "eval_steps": 2, "save_steps": 2},
+        "dpo": {"max_steps": 2, "batch_size": 2, "max_length": 128, "eval_steps": 2, "save_steps": 2},
+        "prompts": str(prompts),
+        "generation": {"max_new_tokens": 4},
+        "judges": [{"judge": "lima-three-way", "backend": "openai", "cache_dir": str(tmp_path / "cache")}],
+        "report": {"bootstrap": 200},
+    }
+    path = tmp_path / "feedback.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    assert main(["study", "--config", str(path)]) == 0, capfd.readouterr().err[-4000:]
+    err = capfd.readouterr().err
+    out = tmp_path / "fb"
+    # the strong teacher's answers and the weak teacher's first sample are the SFT sets; the judge's consistent
+    # preferences between the two weak samples are the DPO pairs
+    strong = [json.loads(x) for x in (out / "data" / "strong" / "train.jsonl").read_text().splitlines()]
+    assert len(strong) == 12 and all(r["source"] == "teacher:api-teacher" for r in strong)
+    pairs = [json.loads(x) for x in (out / "data" / "pairs.jsonl").read_text().splitlines()]
+    assert pairs and all(p["chosen"][-1]["content"] != p["rejected"][-1]["content"] for p in pairs)
+    # B and C are DPO runs that started from their SFT adapters
+    for arm, init in (("B-weak-sft-dpo", "B-weak-sft"), ("C-strong-sft-dpo", "A-strong-sft")):
+        cfg = yaml.safe_load((out / "runs" / arm / "config.yaml").read_text())
+        assert cfg["method"] == "dpo" and cfg["init_adapter"] == str(out / "runs" / init)
+    board = json.loads((out / "report" / "leaderboard.json").read_text())["leaderboards"][0]
+    assert {s["system"] for s in board["systems"]} >= {"A-strong-sft", "B-weak-sft-dpo", "C-strong-sft-dpo"}
+    md = (out / "report" / "report.md").read_text()
+    assert "SFT on the strong teacher's answers" in md and "DPO on the strong judge's preferences" in md
+
+    # a re-run repeats nothing: no request to the teacher or judge, no training
+    before = fake_openai.requests
+    assert main(["study", "--config", str(path)]) == 0
+    err = capfd.readouterr().err
+    assert err.count("the trained adapter is up to date") == 4 and " -m finetune " not in err
+    assert fake_openai.requests == before

@@ -130,7 +130,7 @@ async def _ensure_owner(creds: dict, reset: bool, workspace_name: str) -> None:
     """The owner account from credentials.json (the file is the source of truth) and the default workspace."""
     from argilla_server.contexts import accounts
     from argilla_server.database import AsyncSessionLocal
-    from argilla_server.models import UserRole, ServerFiles as ArgillaWorkspace
+    from argilla_server.models import UserRole, Workspace as ArgillaWorkspace
 
     async with AsyncSessionLocal() as db:
         user = await accounts.get_user_by_username(db, creds["username"])
