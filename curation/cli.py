@@ -88,12 +88,12 @@ def cmd_serve(args) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
         from curation.server.app import _banner
-        from curation.server.workspace import Workspace
+        from curation.server.workspace import ServerFiles
 
         if handle.made_private:
             print(handle.made_private)
-        print(_banner(Workspace(handle.workspace), handle.api_url, args.host, handle.credentials, handle.first_start))
-        print(f"Running in the background (pid {handle.pid}); log: {Workspace(handle.workspace).log_path}")
+        print(_banner(ServerFiles(handle.workspace), handle.api_url, args.host, handle.credentials, handle.first_start))
+        print(f"Running in the background (pid {handle.pid}); log: {ServerFiles(handle.workspace).log_path}")
         print(f"Stop it with: python -m curation stop --workspace {handle.workspace}")
         return 0
 
@@ -139,12 +139,12 @@ def cmd_status(args) -> int:
 
 def cmd_stop(args) -> int:
     from curation.server.control import stop_server
-    from curation.server.workspace import Workspace
+    from curation.server.workspace import ServerFiles
 
     if stop_server(args.workspace, timeout=args.timeout):
-        print(f"stopped the server of {Workspace(args.workspace).root}")
+        print(f"stopped the server of {ServerFiles(args.workspace).root}")
     else:
-        print(f"no server running for {Workspace(args.workspace).root}")
+        print(f"no server running for {ServerFiles(args.workspace).root}")
     return 0
 
 

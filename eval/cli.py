@@ -1,4 +1,4 @@
-"""``python -m eval {generate,judge,report,run}``: one parser, one function per command."""
+"""``python -m eval {generate,judge,report,pairs,run,study}``: one parser, one function per command."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ or humans in a blind A/B Argilla dataset), and write a report. Files and schemas
   python -m eval judge --backend human pull --dataset eval-ab --out judgments-human.jsonl
   python -m eval report --judgments judgments*.jsonl --out report/
   python -m eval pairs --judgments judgments*.jsonl --edits data/NAME/train.jsonl --out pairs.jsonl
-  python -m eval run --config eval/runs/demo.yaml
+  python -m eval run --config eval/runs/example.yaml
+  python -m eval study --config eval/studies/lima.yaml
 """
 
 JUDGE_EPILOG = """\
@@ -47,7 +48,7 @@ Exit codes: 0 done (also when --max-cost stopped the run: what was judged is wri
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,judge,report,pairs,run}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{generate,judge,report,pairs,run,study}")
 
     p = sub.add_parser("generate", help="answers from a model, an OpenAI-compatible endpoint or an outputs file "
                                         "to generations.jsonl")
@@ -68,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="generate, judge and report in one command from a YAML file")
     p.add_argument("--config", required=True, help="the run's YAML file (see eval/README.md and eval/runs/)")
+    p.add_argument("--dry-run", action="store_true", help="validate the file and print the steps, run nothing")
+
+    p = sub.add_parser("study", help="the LIMA experiment: select and export each strategy's set from a curation "
+                                     "workspace, fine-tune each, then generate, judge and report (one leaderboard)")
+    p.add_argument("--config", required=True, help="the study's YAML file (see eval/README.md and eval/studies/)")
     p.add_argument("--dry-run", action="store_true", help="validate the file and print the steps, run nothing")
     return parser
 
@@ -114,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import run
 
             return run.main(args.config, dry_run=args.dry_run)
+        if args.command == "study":
+            from . import study
+
+            return study.main(args.config, dry_run=args.dry_run)
     except (ValueError, FileNotFoundError, ConnectionError, PermissionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -126,6 +126,8 @@ class ReportArgs:
     title: str = _f("Pairwise evaluation", "Report title.")
     manifest: str = _f("", "The training data's manifest.json (its sha256 and counts go in the provenance).")
     run_dir: str = _f("", "The finetune run folder (its resolved config goes in the provenance).")
+    selections: str = _f("", "A selections.json (written by eval study): each system's training selection "
+                             "(strategy, size, profile) shown beside its outcome.")
     samples: int = _f(6, "Sample pairs shown per judge.")
     bootstrap: int = _f(2000, "Paired-bootstrap resamples for the win-rate interval.")
     seed: int = _f(0, "Seed of the bootstrap and of the sample choice.")

@@ -455,7 +455,8 @@ def main(args: ReportArgs) -> Path:
     spent = [x["spent"] for x in results + graded if x.get("spent") is not None]
     cost = {"total": sum(x["cost"] for x in results + graded),
             "spent": sum(spent) if len(spent) == len(results) + len(graded) else None}
-    context = dict(title=args.title, results=results, grades=graded, agreements=agree, provenance=prov, boards=boards,
+    chosen = selection_rows(args.selections, boards)
+    context = dict(title=args.title, selections=chosen, results=results, grades=graded, agreements=agree, provenance=prov, boards=boards,
                    samples=sample_sets, primary=headline.PRIMARY, cost=cost,
                    grade_categories=sorted({c for g in graded for c in g["categories"]}),
                    charts={k: base64.b64encode(images[k]).decode() if k in images else ""
@@ -468,7 +469,7 @@ def main(args: ReportArgs) -> Path:
     (out / "report.md").write_text(render_md(context), encoding="utf-8")
     public_boards = [{k: v for k, v in b.items() if k != "chart"} for b in boards]
     summary = {"results": results, "grades": graded, "leaderboards": public_boards, "agreements": agree, "cost": cost,
-               "provenance": prov}
+               "selections": chosen, "provenance": prov}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     if boards:
         (out / "leaderboard.json").write_text(json.dumps({"leaderboards": public_boards, "date": prov["date"]},
@@ -479,6 +480,30 @@ def main(args: ReportArgs) -> Path:
     for g in graded:
         print("  " + g["headline"], file=sys.stderr)
     return out
+
+
+def selection_rows(path: str, boards: list[dict]) -> list[dict]:
+    """The systems' training selections (``eval study``'s selections.json), each with its outcome on the first
+    leaderboard (rank, rating, win rate against the reference), in leaderboard order."""
+    if not path:
+        return []
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"--selections {path}: cannot read it ({err})") from None
+    board = boards[0] if boards else {"systems": []}
+    rank = {s["system"]: (i, s) for i, s in enumerate(board["systems"], 1)}
+    rows = []
+    for system, sel in data.items():
+        i, s = rank.get(system, (None, {}))
+        p = sel.get("profile") or {}
+        rows.append({"system": system, "strategy": sel.get("strategy"), "examples": sel.get("examples"),
+                     "mean_answer_words": sel.get("mean_answer_words"), "mean_quality": p.get("mean_quality"),
+                     "lima_markers": p.get("lima_markers"), "in_lima_band": p.get("in_lima_band"),
+                     "clusters": p.get("clusters"), "mean_similarity": p.get("mean_similarity"),
+                     "data_sha256": sel.get("data_sha256"), "rank": i, "rating": s.get("rating"),
+                     "win_rate": s.get("win_rate"), "reference": board.get("reference")})
+    return sorted(rows, key=lambda r: (r["rank"] is None, r["rank"] or 0))
 
 
 def _env():

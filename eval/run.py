@@ -144,12 +144,17 @@ def plan(data: dict, base: Path | None = None) -> RunPlan:
 
 
 def main(config_path: str, dry_run: bool = False) -> int:
-    from . import generate, judge, report
-
     data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8"))
     steps = plan(data)
     print(f"eval run: {len(steps.generate)} systems, {len(steps.judge)} judgments, report in {steps.report.out}",
           file=sys.stderr)
+    return main_plan(steps, config_path, dry_run)
+
+
+def main_plan(steps: RunPlan, config_path: str, dry_run: bool = False) -> int:
+    """Run (or, with ``dry_run``, print) the steps of a checked plan: generate, judge, report."""
+    from . import generate, judge, report
+
     if dry_run:
         for g in steps.generate:
             print(f"  generate {g.generator}: {g.model or g.outputs} -> {g.out}", file=sys.stderr)

@@ -10,13 +10,13 @@ This package's top level stays light (no argilla_server import); the serving pro
 """
 
 from curation.server.control import ServerHandle, server_status, start_server, stop_server
-from curation.server.workspace import DEFAULT_ARGILLA_WORKSPACE, OWNER_USERNAME, Workspace, WorkspaceBusyError
+from curation.server.workspace import DEFAULT_ARGILLA_WORKSPACE, OWNER_USERNAME, ServerFiles, WorkspaceBusyError
 
 __all__ = [
     "DEFAULT_ARGILLA_WORKSPACE",
     "OWNER_USERNAME",
     "ServerHandle",
-    "Workspace",
+    "ServerFiles",
     "WorkspaceBusyError",
     "server_status",
     "start_server",

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from curation.server.children import EmbeddedRedis, Supervisor, requeue_started_jobs, start_worker
-from curation.server.workspace import DEFAULT_ARGILLA_WORKSPACE, Workspace, local_api_url
+from curation.server.workspace import DEFAULT_ARGILLA_WORKSPACE, ServerFiles, local_api_url
 
 ENGINE_NAME = "curation-sql"  # same as search_engine.ENGINE_NAME, without importing argilla_server here
 
@@ -66,7 +66,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def server_environment(ws: Workspace, redis_url: str, secret: str, api_url: str) -> dict:
+def server_environment(ws: ServerFiles, redis_url: str, secret: str, api_url: str) -> dict:
     """The ARGILLA_* settings for a workspace server (read by argilla_server at import time)."""
     origins = sorted({api_url, api_url.replace("127.0.0.1", "localhost")})
     return {
@@ -98,7 +98,7 @@ def _configure_sqlite() -> None:
         cursor.close()
 
 
-def _migrate(ws: Workspace) -> None:
+def _migrate(ws: ServerFiles) -> None:
     """argilla-server's alembic migrations; skipped when this argilla-server version already migrated the DB."""
     import sqlite3
     from importlib.metadata import version
@@ -152,7 +152,7 @@ async def _ensure_owner(creds: dict, reset: bool, workspace_name: str) -> None:
             await accounts.create_workspace(db, {"name": workspace_name})
 
 
-def _banner(ws: Workspace, api_url: str, host: str, creds: dict, show_credentials: bool) -> str:
+def _banner(ws: ServerFiles, api_url: str, host: str, creds: dict, show_credentials: bool) -> str:
     lines = [f"Argilla is running at {api_url}  (workspace {ws.root})"]
     if not is_loopback(host):
         lines.append(f"  listening on {host}: reachable from other machines")
@@ -181,7 +181,7 @@ def serve(
 ) -> int:
     """Run the workspace's Argilla in this process until Ctrl-C or SIGTERM. Returns an exit code."""
     previous_umask = os.umask(0o077)  # every file this process and its children make is private
-    ws = Workspace(workspace)
+    ws = ServerFiles(workspace)
     made_private = ws.made_private()
     ws.create()
     try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from curation.server.children import _die_with_parent
-from curation.server.workspace import DEFAULT_ARGILLA_WORKSPACE, Workspace, WorkspaceBusyError, local_api_url
+from curation.server.workspace import DEFAULT_ARGILLA_WORKSPACE, ServerFiles, WorkspaceBusyError, local_api_url
 
 
 def ping(api_url: str, timeout: float = 2.0) -> bool:
@@ -36,7 +36,7 @@ class ServerHandle:
     credentials: dict = field(repr=False, default_factory=dict)
     first_start: bool = False
     process: subprocess.Popen | None = field(repr=False, default=None)
-    made_private: str = ""  # what start had to make private (see Workspace.made_private), for the user
+    made_private: str = ""  # what start had to make private (see ServerFiles.made_private), for the user
 
     def stop(self, timeout: float = 30.0) -> bool:
         stopped = stop_server(self.workspace, timeout=timeout)
@@ -102,7 +102,7 @@ def server_status(workspace: str | Path | None = None) -> dict:
     problems}: `api` is True when the HTTP API answers; `worker` and `redis` say {pid, running}; `jobs` counts the
     background jobs queued, running, failed and waiting in the outbox for Redis; `healthy` is True only when the
     API, the worker and Redis all work, and `problems` lists what does not, in words."""
-    ws = Workspace(workspace)
+    ws = ServerFiles(workspace)
     state = ws.read_state() or {}
     running = ws.is_locked()
     get = (lambda k: state.get(k)) if running else (lambda k: None)
@@ -167,7 +167,7 @@ def start_server(
     detach=False: the server is stopped when this process exits, even if it is killed.
     Output goes to <workspace>/logs/server.log; credentials are made here (never printed to the log).
     """
-    ws = Workspace(workspace)
+    ws = ServerFiles(workspace)
     made_private = ws.made_private()
     ws.create()
     if ws.is_locked():
@@ -219,7 +219,7 @@ def start_server(
 
 def stop_server(workspace: str | Path | None = None, timeout: float = 30.0) -> bool:
     """Stop the workspace's server (SIGTERM, then SIGKILL after `timeout`). False if none was running."""
-    ws = Workspace(workspace)
+    ws = ServerFiles(workspace)
     state = ws.read_state() or {}
     pid = state.get("pid")
     if not ws.is_locked() or not pid:

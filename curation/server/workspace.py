@@ -59,7 +59,11 @@ class WorkspaceBusyError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Workspace:
+class ServerFiles:
+    """The server's part of a workspace folder (credentials, the auth secret, the Argilla database, Redis, run
+    and log files). The pipeline's part of the same folder (candidates, signals, selections, stage reports) is
+    :class:`curation.workspace.Workspace`, the one class named Workspace."""
+
     root: Path
 
     def __init__(self, root: str | Path | None = None):
@@ -98,7 +102,7 @@ class Workspace:
     def state_path(self) -> Path:
         return self.run_dir / "server.json"
 
-    def create(self) -> "Workspace":
+    def create(self) -> "ServerFiles":
         """Make the folders if needed and make them, and the server's files, private (see `secure`)."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         for d in (self.home_path, self.run_dir, self.log_path.parent):
