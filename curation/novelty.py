@@ -143,11 +143,9 @@ def max_pairwise_rouge(texts: list[str], against: list[str] = ()) -> dict:
     """The highest ROUGE-L between two of ``texts``, and between one of ``texts`` and one of ``against``
     (the check behind "0 generated pairs within ROUGE-L 0.7 of each other or of the pool")."""
     within = NoveltyFilter()
-    worst_within, pair_within = 0.0, None
+    worst_within = 0.0
     for k, t in enumerate(texts):
-        score, near = within.nearest_rouge(t)
-        if score > worst_within:
-            worst_within, pair_within = score, (near, str(k))
+        worst_within = max(worst_within, within.nearest_rouge(t)[0])
         within.add(str(k), t)
     pool = NoveltyFilter()
     pool.add_many([str(i) for i in range(len(against))], list(against))

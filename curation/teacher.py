@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -92,7 +91,7 @@ class Teacher:
             return None
         return self.max_cost - self.stats.cost
 
-    def ask(self, task: str, requests: Sequence[list[dict]], *, parse: Callable[[str], Any] = None,
+    def ask(self, task: str, requests: Sequence[list[dict]], *, parse: Callable[[str], Any] | None = None,
             temperature: float = 0.0, top_p: float | None = None, max_tokens: int = 512,
             fingerprint: dict | None = None, desc: str | None = None) -> list:
         """One outcome per request (``judging.Outcome``: ``.ok``, ``.value`` the parsed reply, ``.status``).
@@ -129,12 +128,6 @@ class Teacher:
         t["cached"] += rs.cached
         t["ok"] += sum(o.ok for o in outcomes)
         return outcomes
-
-    def api_key(self) -> str | None:
-        """The key this teacher uses (for a judge on the same endpoint); never written anywhere."""
-        from judging.config import api_key_env
-
-        return next((os.environ[n] for n in api_key_env("teacher") if os.environ.get(n)), None)
 
 
 def _text(reply: str) -> str:
