@@ -174,6 +174,7 @@ def test_missing_inputs_are_clear_errors(teacher, tmp_path):
     assert rc == 1 and "error:" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_backtranslate_trains_a_backward_model_and_self_curates(tiny_model_dir, teacher, monkeypatch, tmp_path):
     monkeypatch.setenv("EVAL_JUDGE_API_KEY", teacher.api_key)
     # the self-curation judge: 5 for the long documents, 2 for the short ones
@@ -230,6 +231,7 @@ def rest_judge(messages: list[dict]) -> str:
     return f"Fine.\nRating: [[{3 + digest % 3}]]"
 
 
+@pytest.mark.slow
 def test_rest_two_rounds_and_resume(tiny_model_dir, fake_openai, monkeypatch, tmp_path):
     monkeypatch.setenv("EVAL_JUDGE_API_KEY", fake_openai.api_key)
     fake_openai.reply = rest_judge
