@@ -285,6 +285,7 @@ def self_instruct(cfg: CurationConfig, ws: Workspace, teacher: Teacher) -> tuple
         nf.add_many([i for i, _ in known], [t for _, t in known], vectors)
 
     rng = random.Random(g.seed)
+    t0, cpu0 = time.time(), cpu_seconds()
     kept: list[dict] = []  # {"task", "seed_ids", "novelty"}
     rejected: list[dict] = []
     max_requests = g.max_requests or 4 * g.num_instructions
@@ -326,6 +327,8 @@ def self_instruct(cfg: CurationConfig, ws: Workspace, teacher: Teacher) -> tuple
             if len(kept) >= g.num_instructions:
                 break
 
+    phase = {"seconds": round(time.time() - t0, 1), "cpu_seconds": round(cpu_seconds() - cpu0, 1)}
+    phase["novel_per_cpu_hour"] = round(len(kept) * 3600 / phase["cpu_seconds"], 1) if phase["cpu_seconds"] else None
     outcomes = _answer(teacher, g, [_system(g) + [{"role": "user", "content": k["task"]}] for k in kept],
                        answers_template)
     records = []
@@ -343,7 +346,7 @@ def self_instruct(cfg: CurationConfig, ws: Workspace, teacher: Teacher) -> tuple
     novel = max_pairwise_rouge([r["messages"][-2]["content"] for r in records], [t for _, t in known])
     counts = {"instruction_requests": requests, "tasks_proposed": proposed, "tasks_kept": len(kept),
               "answered": len(records), "seeds": len(seeds), "pool_prompts": len(pool),
-              "rejected_by_reason": _by_reason(rejected), "max_rouge_l": novel}
+              "rejected_by_reason": _by_reason(rejected), "max_rouge_l": novel, "instruction_phase": phase}
     return records, rejected, counts
 
 
@@ -556,8 +559,8 @@ def summary(report: dict) -> str:
     if report["method"] == "self-instruct":
         r = c["max_rouge_l"]
         lines.append(f"  {c['tasks_proposed']} tasks proposed in {c['instruction_requests']} requests, "
-                     f"{c['tasks_kept']} novel; highest ROUGE-L among them {r['within']}, to the pool "
-                     f"{r['to_pool']}")
+                     f"{c['tasks_kept']} novel ({c['instruction_phase']['novel_per_cpu_hour']} per CPU-hour); "
+                     f"highest ROUGE-L among them {r['within']}, to the pool {r['to_pool']}")
     elif report["method"] == "backtranslate":
         lines.append(f"  {c['documents']} documents, {c['instructions']} instructions, self-curation scores "
                      + ", ".join(f"{k}: {v}" for k, v in c["scores"].items()) + f"; kept {c['kept']}")
