@@ -42,6 +42,8 @@ from curation.workspace import Workspace
 # Self-Instruct's filter of tasks a text model cannot do (its `blacklist`, trimmed to whole words).
 UNSUITABLE = re.compile(r"\b(images?|graphs?|pictures?|files?|maps?|draw|plot|go to|videos?|audio|music|"
                         r"flowcharts?|diagrams?)\b", re.I)
+# a task that talks about the request itself (a small teacher echoes the template)
+ECHO = re.compile(r"numbered list|continuing from \d+|one task per line|new tasks?\b|examples of tasks", re.I)
 _NUMBERED = re.compile(r"^\s*(?:task\s*)?(\d{1,3})\s*[.):]\s*(?:instruction\s*:\s*)?(.+?)\s*$", re.I)
 
 
@@ -81,6 +83,9 @@ def task_problem(task: str, g: GenerateConfig) -> str | None:
     >>> g = GenerateConfig()
     >>> task_problem("Draw a map of your town.", g), task_problem("Hi", g), task_problem("Name two rivers.", g)
     ('unsuitable', 'too_short', None)
+    >>> task_problem("Why is the sky blue? Here is the numbered list continuing from 7:", g)
+    'echoes_prompt'
+
     """
     words = len(task.split())
     if words < g.min_words:
@@ -89,6 +94,8 @@ def task_problem(task: str, g: GenerateConfig) -> str | None:
         return "too_long"
     if UNSUITABLE.search(task):
         return "unsuitable"
+    if ECHO.search(task):
+        return "echoes_prompt"
     if not task[0].isascii() or not any(c.isalpha() for c in task):
         return "not_text"
     return None
