@@ -323,7 +323,8 @@ def main(config_path: str, dry_run: bool = False) -> int:
     mapping = feedback_plan(study) if feedback else eval_plan(study)
     steps = eval_run.plan(mapping)  # checks the eval half before anything runs
     if feedback:
-        print(f"eval study (feedback): the strong teacher {study.strong.get('model') or study.strong.get('outputs')} "
+        strong = study.strong.get("model") or study.strong.get("outputs") or "(EVAL_GEN_MODEL at the endpoint)"
+        print(f"eval study (feedback): the strong teacher {strong} "
               f"and the weak {study.weak.get('model') or study.weak.get('outputs')} answer {study.train_prompts}; "
               f"arms {', '.join(ARMS.values())} on {study.model}; then {len(steps.generate)} systems, "
               f"{len(steps.judge)} judgments, report in {steps.report.out}", file=sys.stderr)
@@ -412,8 +413,10 @@ def load_feedback(data: dict, path: Path) -> FeedbackStudy:
             problems.append(f"{key}: a mapping")
     for key in ("strong", "weak"):
         sysdef = data.get(key) or {}
-        if isinstance(sysdef, dict) and bool(sysdef.get("model")) == bool(sysdef.get("outputs")):
-            problems.append(f"{key}: give either 'model' or 'outputs' (as for a system of eval run)")
+        from_env = sysdef.get("backend") == "openai" and not sysdef.get("outputs") if isinstance(sysdef, dict) else False
+        if isinstance(sysdef, dict) and not from_env and bool(sysdef.get("model")) == bool(sysdef.get("outputs")):
+            problems.append(f"{key}: give either 'model' or 'outputs' (as for a system of eval run; with backend "
+                            "openai the model may come from EVAL_GEN_MODEL)")
     weak = data.get("weak") if isinstance(data.get("weak"), dict) else {}
     if weak.get("outputs"):
         problems.append("weak: the weak teacher is sampled twice per prompt, so it must be a 'model'")

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from typing import Any
 
 from finetune import data as fdata
 from finetune.config import FinetuneConfig
 
 log = logging.getLogger("finetune")
+# peft and TRL read a property transformers deprecated (is_gradient_checkpointing): a warning for their
+# maintainers on every run, nothing a user can act on
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 def load_tokenizer(cfg: FinetuneConfig):

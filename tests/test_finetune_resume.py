@@ -82,6 +82,18 @@ def test_sigterm_and_sigkill_then_resume_reaches_the_same_step_count(tmp_path, t
     assert steps == list(range(1, STEPS + 1))
 
 
+def test_the_terminal_stays_quiet(tmp_path, tiny_model_dir):
+    """No library's deprecation warning reaches the user (peft reads transformers' deprecated
+    ``is_gradient_checkpointing`` when it wraps a model that does not checkpoint)."""
+    data = write_curated(tmp_path / "d")
+    done = subprocess.run([sys.executable, "-m", "finetune", *_run_args(tiny_model_dir, data, tmp_path / "run",
+                                                                         "--gradient_checkpointing", "false",
+                                                                         "--max_steps", "1")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Warning" not in done.stderr, done.stderr[-3000:]
+
+
 def test_existing_run_folder_needs_resume_or_overwrite(tmp_path, tiny_model_dir):
     data = write_curated(tmp_path / "d")
     out = tmp_path / "run"
