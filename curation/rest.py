@@ -320,7 +320,9 @@ def run(cfg: CurationConfig, ws: Workspace) -> dict:
             if res:
                 summary["eval"] = {"against": res["b"], "judge": res["judge"], "n": res["n"],
                                    "win_rate": res["win_rate"], "wilson": res["wilson"],
-                                   "mean_length": res.get("mean_a"), "reference_length": res.get("mean_b")}
+                                   "mean_length": (res.get("lengths") or {}).get("mean_a"),
+                                   "reference_length": (res.get("lengths") or {}).get("mean_b"),
+                                   "headline": res.get("headline")}
     report = {"rounds": rounds, "prompts": len(prompts), "model": r.model, "seconds": round(time.time() - started, 1),
               "cpu_seconds": round(cpu_seconds() - cpu_started, 1),
               "config": cfg.section_dict("rest"), "out": str(root)}
@@ -332,7 +334,7 @@ def run(cfg: CurationConfig, ws: Workspace) -> dict:
 def markdown(report: dict) -> str:
     lines = [f"# ReST: {len(report['rounds'])} rounds on {report['prompts']} prompts ({report['model']})", "",
              "| round | threshold | kept / samples | kept share | mean score | scores | answer words (all / kept) "
-             "| win rate vs reference [95% CI] | eval answer words (round / reference) |",
+             "| win rate vs reference [95% CI] | eval answer chars (round / reference) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for s in report["rounds"]:
         e = s.get("eval")
@@ -341,7 +343,7 @@ def markdown(report: dict) -> str:
         elen = f"{e['mean_length']:.0f} / {e['reference_length']:.0f}" if e and e.get("mean_length") else "-"
         lines.append(f"| {s['round']} | {s['threshold']:g} | {s['kept']} / {s['samples']} | {s['kept_share']} | "
                      f"{s['score_mean']} | {', '.join(f'{k}: {v}' for k, v in s['scores'].items())} | "
-                     f"{s['sample_length']['mean_words']} / {s['kept_length']['mean_words']} | {win} | {elen} |")
+                     f"{s['sample_length']['mean_words']} / {s['kept_length']['mean_words'] or '-'} | {win} | {elen} |")
     lines += ["", "A win rate that does not rise while answers grow longer is reward hacking (longer, not better).",
               f"Took {report['seconds']} s ({report.get('cpu_seconds')} CPU s; a resumed run counts only its own "
               f"work). Per-round files: {report['out']}/round-<k>/; the leaderboard: "

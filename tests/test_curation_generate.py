@@ -272,6 +272,7 @@ def test_rest_two_rounds_and_resume(tiny_model_dir, fake_openai, monkeypatch, tm
     assert r2["kept"] == sum(v for k, v in r2["scores"].items() if float(k) >= 4)
     for r in (r1, r2):
         assert r["eval"]["n"] == 3 and 0 <= r["eval"]["win_rate"] <= 1 and len(r["eval"]["wilson"]) == 2
+        assert r["eval"]["mean_length"] is not None and r["eval"]["reference_length"] is not None
         assert r["sample_length"]["mean_words"] is not None
     assert "| 2 | 4 |" in out and (root / "report" / "leaderboard.json").exists()
     # round 2 sampled from round 1's adapter, at temperature > 0: two samples of a prompt differ
