@@ -1,7 +1,7 @@
 """`python -m curation <command>`: the curation workspace and the curation pipeline.
 
 Workspace commands: serve, status, stop, add-user.
-Pipeline commands: ingest, score, push, pull, select, export, run. Every pipeline command takes
+Pipeline commands: ingest, score, push, pull, select, export, run; generate (new candidates from a teacher), rest (the ReST loop). Every pipeline command takes
 ``--config RECIPE.yaml`` (without it, the resolved config the workspace saved last, else the defaults),
 ``--workspace`` (else $CURATION_WORKSPACE, else the config's), ``--force``, dotted overrides of any
 config key (``--select.budget 500``, ``--set score.num_perm=64``) and a few short aliases. Each step is
@@ -11,6 +11,7 @@ idempotent: it skips when its inputs have not changed, and writes its outputs at
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import json
 import os
@@ -22,7 +23,7 @@ from typing import Any
 import yaml
 
 from contract import config as cc
-from curation.config import CurationConfig, resolve
+from curation.config import CurationConfig, GenerateConfig, RestConfig, resolve
 
 
 def _workspace_arg(p: argparse.ArgumentParser) -> None:
@@ -203,6 +204,8 @@ SECTIONS = {
     "select": ["select"],
     "export": ["export"],
     "run": ["ingest", "score", "push", "pull", "select", "export"],
+    "generate": ["generate"],
+    "rest": ["rest"],
 }
 
 HELP = {
@@ -214,6 +217,12 @@ HELP = {
     "select": "select a budget of examples per strategy (curated, signals, random, longest)",
     "export": "write data/<name>/: train.jsonl (messages), manifest.json, README.md",
     "run": "ingest → score → push → (pull --unattended) → select → export, the steps that need no human",
+    "generate": "write a candidate pool with a teacher model: self-instruct (new tasks, ROUGE-L/MiniLM novelty "
+                "filter, answered), backtranslate (a backward model writes instructions for documents; "
+                "self-curation 1-5) or answers (a teacher's answer to existing prompts); ingest reads the file",
+    "rest": "the ReST loop: K rounds of grow (sample answers from base + adapter) → improve (judge, keep above a "
+            "rising threshold) → fine-tune (python -m finetune) → evaluate (python -m eval, one leaderboard); "
+            "resumable",
 }
 
 
@@ -240,13 +249,15 @@ ALIASES = {
     "export": {"strategy": "export.strategy", "data_dir": "export.output_dir", "dev_fraction": "export.dev_fraction",
                "push_to_hub": "export.push_to_hub"},
 }
+ALIASES["generate"] = {f.name: f"generate.{f.name}" for f in dataclasses.fields(GenerateConfig)}
+ALIASES["rest"] = {f.name: f"rest.{f.name}" for f in dataclasses.fields(RestConfig)}
 ALIASES["run"] = {**ALIASES["ingest"], **ALIASES["score"], **ALIASES["push"], **ALIASES["pull"],
                   **{k: v for k, v in ALIASES["export"].items() if k != "strategy"}}
 
 
 def add_pipeline_commands(subparsers) -> None:
     """Register the pipeline's subcommands on an argparse subparsers object (``func(args) -> int``)."""
-    for command in ("ingest", "score", "push", "pull", "select", "export", "run"):
+    for command in ("ingest", "score", "push", "pull", "select", "export", "run", "generate", "rest"):
         p = subparsers.add_parser(command, help=HELP[command], description=HELP[command] + ". " + _DESC,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(p, command, ALIASES.get(command, {}))
@@ -454,7 +465,21 @@ def cmd_run(cfg, ws, args) -> int:
     return 0
 
 
-STEPS = {"ingest": cmd_ingest, "score": cmd_score, "push": cmd_push, "pull": cmd_pull, "select": cmd_select,
+def cmd_generate(cfg, ws, args) -> int:
+    from curation import generate
+
+    print(generate.summary(generate.run(cfg, ws, force=args.force)))
+    return 0
+
+
+def cmd_rest(cfg, ws, args) -> int:
+    from curation import rest
+
+    print(rest.summary(rest.run(cfg, ws)))
+    return 0
+
+
+STEPS = {"generate": cmd_generate, "rest": cmd_rest, "ingest": cmd_ingest, "score": cmd_score, "push": cmd_push, "pull": cmd_pull, "select": cmd_select,
          "export": cmd_export}
 
 

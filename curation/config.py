@@ -148,6 +148,129 @@ class ExportConfig:
     push_to_hub: str = _f("", "Hub dataset id to push to through `datasets` (empty: do not push).")
 
 
+GENERATE_METHODS = ("self-instruct", "backtranslate", "answers")
+
+
+@dataclass
+class GenerateConfig:
+    method: str = _f("self-instruct", "self-instruct (new instructions from seed tasks, ROUGE-L and embedding novelty "
+                                      "filter, then answered), backtranslate (a backward model writes the instruction "
+                                      "each document answers; self-curation scores 1-5), or answers (a teacher's "
+                                      "answer to existing prompts).", choices=GENERATE_METHODS)
+    out: str = _f("", "Candidate pool file to write, JSONL in messages format that ingest reads (empty: "
+                      "<workspace>/generated/<method>.jsonl). Beside it: <out>.report.json and <out>.rejected.jsonl.")
+    round: int = _f(0, "Round number recorded in every record's provenance (a loop that generates again sets it).")
+    teacher_backend: str = _f("openai", "openai (any OpenAI-compatible endpoint; key in CURATION_TEACHER_API_KEY or "
+                                        "OPENAI_API_KEY) or transformers (a local model).",
+                              choices=("openai", "transformers"))
+    teacher_model: str = _f("", "The teacher: the endpoint's model name, or a local model (path, Hub id or built-in "
+                                "name) for transformers (env CURATION_TEACHER_MODEL).")
+    teacher_base_url: str = _f("", "OpenAI-compatible base URL of the teacher (env CURATION_TEACHER_BASE_URL, then "
+                                   "OPENAI_BASE_URL; empty: api.openai.com).")
+    teacher_adapter: str = _f("", "transformers: a PEFT adapter (a finetune run folder) applied to teacher_model.")
+    temperature: float = _f(0.7, "Sampling temperature of the teacher (0: greedy).")
+    top_p: float = _f(0.95, "Nucleus sampling mass when temperature > 0.")
+    max_tokens: int = _f(512, "Longest answer, in tokens.")
+    system_prompt: str = _f("", "Optional system message before every prompt the teacher answers.")
+    seed: int = _f(0, "Seed of the few-shot draws and of the teacher's sampling.")
+    concurrency: int = _f(8, "Teacher requests in flight at once (an endpoint; a local model runs one at a time).")
+    max_cost: float = _f(0.0, "Stop cleanly once this many USD are spent (0: no cap); a re-run finishes from the "
+                              "cache.")
+    price_input: float = _f(0.0, "USD per million prompt tokens of the teacher (cost and max_cost).")
+    price_output: float = _f(0.0, "USD per million completion tokens of the teacher.")
+    timeout: float = _f(120.0, "Seconds per teacher request before it is retried.")
+    cache_dir: str = _f("", "Reply cache of the teacher (empty: <workspace>/cache/teacher); a killed run resumes "
+                            "from it and a re-run makes no requests.")
+    # self-instruct (and the backward model's training pairs)
+    seeds: str = _f("", "Seed tasks: a file (any pool format, or JSONL with instruction/prompt only) or a selection "
+                        "of the workspace (curated, signals, ...). self-instruct: the human tasks of the few-shot "
+                        "prompts; backtranslate: the pairs the backward model is trained on.")
+    num_instructions: int = _f(100, "self-instruct: new instructions to keep (novel ones only).")
+    seed_shots: int = _f(6, "self-instruct: seed tasks in each few-shot prompt (Self-Instruct: 6).")
+    generated_shots: int = _f(2, "self-instruct: tasks generated earlier in each few-shot prompt (Self-Instruct: 2).")
+    tasks_per_request: int = _f(8, "self-instruct: new tasks asked for in each request.")
+    requests_per_batch: int = _f(8, "self-instruct: requests drawn together before the novelty filter; fixed so a "
+                                    "re-run draws the same prompts and finds them in the cache.")
+    max_requests: int = _f(0, "self-instruct: stop after this many instruction requests (0: 4 x num_instructions).")
+    instruction_max_tokens: int = _f(384, "self-instruct: longest reply listing new tasks, in tokens.")
+    rouge_threshold: float = _f(0.7, "self-instruct: reject a task whose ROUGE-L F1 with any task of the pool, the "
+                                     "seeds or the tasks kept so far is at least this (Self-Instruct: 0.7).")
+    embedding_threshold: float = _f(0.9, "self-instruct: reject a task whose MiniLM cosine similarity to any of them "
+                                         "is at least this (1 turns it off).")
+    min_words: int = _f(3, "self-instruct: shortest task, in words.")
+    max_words: int = _f(150, "self-instruct: longest task, in words.")
+    novelty_against: list = _f([], "self-instruct: more files whose prompts count as the pool for the novelty "
+                                   "filter (the workspace's candidates always do).")
+    # backtranslate
+    documents: str = _f("", "backtranslate: unlabeled documents: a .txt/.md file or a folder of them (one document "
+                            "each), a JSONL/JSON/Parquet/CSV file or save_to_disk folder (the text_field column), "
+                            "or a Hub dataset (hf:owner/name).")
+    text_field: str = _f("text", "backtranslate: the column holding the text.")
+    documents_split: str = _f("train", "backtranslate: split of a save_to_disk folder or Hub dataset.")
+    min_doc_chars: int = _f(200, "backtranslate: skip shorter documents.")
+    max_doc_chars: int = _f(4000, "backtranslate: skip longer documents.")
+    max_documents: int = _f(0, "backtranslate: use at most this many documents (0: all).")
+    backward_model: str = _f("", "backtranslate: the backward model: a finetune run folder (base + adapter) or a "
+                                 "model; empty: train one on the seeds with python -m finetune --swap_roles.")
+    backward_base: str = _f("", "backtranslate: base model the backward model is trained from (empty: "
+                                "teacher_model).")
+    backward_recipe: str = _f("", "backtranslate: finetune recipe for the backward model (empty: finetune's "
+                                  "defaults).")
+    backward_overrides: dict = _f({}, "backtranslate: finetune settings for the backward model, e.g. {max_steps: 40}.")
+    backward_max_tokens: int = _f(128, "backtranslate: longest instruction the backward model writes, in tokens.")
+    judge: str = _f("self-curation", "backtranslate: the pointwise judge that scores each pair 1-5 (self-curation).")
+    judge_backend: str = _f("", "backtranslate: backend of the judge (empty: the teacher's).",
+                            choices=("", "openai", "transformers"))
+    judge_model: str = _f("", "backtranslate: the judge model (empty: the teacher).")
+    judge_base_url: str = _f("", "backtranslate: the judge's endpoint (empty: the teacher's).")
+    min_score: int = _f(4, "backtranslate: keep pairs the judge scores at least this (Humpback kept 4-5 and 5); "
+                           "the others go to <out>.rejected.jsonl.")
+    # answers
+    prompts: str = _f("", "answers: prompts to answer: a file (any pool format: the conversation before the last "
+                          "answer is the prompt) or empty for the workspace's candidates.")
+    limit: int = _f(0, "answers and backtranslate: use only the first N prompts or documents (0: all).")
+
+
+@dataclass
+class RestConfig:
+    model: str = _f("", "The base policy: a local model (path, Hub id or smollm2-135m-instruct); each round samples "
+                        "from it plus the previous round's adapter.")
+    prompts: str = _f("", "Prompts to grow answers for: a file (any pool format; the conversation before the last "
+                          "answer is the prompt), a workspace selection name, or empty for the workspace's "
+                          "candidates.")
+    limit: int = _f(0, "Use only the first N prompts (0: all).")
+    out: str = _f("", "Folder of the loop (empty: <workspace>/rest): round-<k>/ with samples, scores, kept pairs, "
+                      "the adapter and its evaluation; report.json and report.md.")
+    rounds: int = _f(2, "Rounds of grow -> improve -> fine-tune -> evaluate.")
+    samples: int = _f(4, "grow: answers sampled per prompt in each round.")
+    temperature: float = _f(0.8, "grow: sampling temperature (must be > 0: the samples must differ).")
+    top_p: float = _f(0.95, "grow: nucleus sampling mass.")
+    max_tokens: int = _f(256, "grow: longest answer, in tokens.")
+    seed: int = _f(0, "Seed of the sampling (sample j of a prompt in round k uses a seed made of seed, k and j).")
+    judge: str = _f("quality-rating", "improve: the pointwise judge that scores each sample (a folder of "
+                                      "judging/judges).")
+    reward: str = _f("", "improve: instead of the judge, a reward function module:function taking (prompt, answer) "
+                         "and returning a number.")
+    judge_backend: str = _f("transformers", "improve and evaluate: openai (an endpoint; key in EVAL_JUDGE_API_KEY) "
+                                            "or transformers (a local model).", choices=("openai", "transformers"))
+    judge_model: str = _f("", "improve and evaluate: the judge model (empty: the base model).")
+    judge_base_url: str = _f("", "improve and evaluate: the judge's endpoint (openai).")
+    threshold: float = _f(3.0, "improve: keep the samples scored at least this in round 1.")
+    threshold_step: float = _f(0.5, "improve: the threshold rises by this each round (ReST's rising thresholds).")
+    best_per_prompt: int = _f(0, "improve: keep at most this many of a prompt's samples above the threshold, the "
+                                 "best first (0: all).")
+    curated: str = _f("", "Curated data added to every round's training data (a messages file such as "
+                          "data/<name>/train.jsonl, or a workspace selection name): the curator pass.")
+    finetune_recipe: str = _f("", "Recipe of python -m finetune for each round's adapter (empty: finetune's "
+                                  "defaults); the model and data are the loop's.")
+    finetune_overrides: dict = _f({}, "finetune settings of every round, e.g. {max_steps: 20, quantization: none}.")
+    eval_prompts: str = _f("", "evaluate: prompts for python -m eval generate (empty: no evaluation).")
+    reference: str = _f("", "evaluate: the reference's answers (an eval generations file, or outputs file); empty: "
+                            "the base model's greedy answers, generated once.")
+    eval_judge: str = _f("lima-three-way", "evaluate: the pairwise judge of each round against the reference.")
+    eval_max_tokens: int = _f(256, "evaluate: longest answer, in tokens.")
+
+
 @dataclass
 class CurationConfig:
     name: str = _f("lima-curated", "Dataset name: the export goes to <export.output_dir>/<name>/.")
@@ -158,6 +281,8 @@ class CurationConfig:
     pull: PullConfig = _f(PullConfig, "Curators' answers to decisions (python -m curation pull).")
     select: SelectConfig = _f(SelectConfig, "Selection to a budget (python -m curation select).")
     export: ExportConfig = _f(ExportConfig, "The versioned dataset in data/ (python -m curation export).")
+    generate: GenerateConfig = _f(GenerateConfig, "New candidates from a teacher (python -m curation generate).")
+    rest: RestConfig = _f(RestConfig, "The ReST loop: grow, improve, fine-tune, evaluate (python -m curation rest).")
 
     # ------------------------------------------------------------------ loading
 
@@ -256,6 +381,38 @@ class CurationConfig:
             issues.append("select.curator_weight must be within [0, 1]")
         if not 0 <= e.dev_fraction < 1:
             issues.append("export.dev_fraction must be within [0, 1)")
+        issues += self.generate_problems()
+        r = self.rest
+        for key in ("rounds", "samples", "max_tokens", "eval_max_tokens"):
+            if getattr(r, key) < 1:
+                issues.append(f"rest.{key} must be at least 1")
+        if r.temperature <= 0:
+            issues.append("rest.temperature must be > 0 (the samples of a prompt must differ)")
+        if r.threshold_step < 0:
+            issues.append("rest.threshold_step must be >= 0 (thresholds rise, or stay)")
+        if r.reward and ":" not in r.reward:
+            issues.append("rest.reward must be module:function")
+        return issues
+
+    def generate_problems(self) -> list[str]:
+        g, issues = self.generate, []
+        for key in ("num_instructions", "seed_shots", "tasks_per_request", "requests_per_batch", "concurrency",
+                    "max_tokens", "instruction_max_tokens", "backward_max_tokens", "min_words"):
+            if getattr(g, key) < 1:
+                issues.append(f"generate.{key} must be at least 1")
+        for key in ("rouge_threshold", "embedding_threshold", "top_p"):
+            if not 0 < getattr(g, key) <= 1:
+                issues.append(f"generate.{key} must be within (0, 1]")
+        if g.temperature < 0:
+            issues.append("generate.temperature must be >= 0")
+        if g.max_words < g.min_words:
+            issues.append("generate.max_words must be at least generate.min_words")
+        if g.min_doc_chars > g.max_doc_chars:
+            issues.append("generate.min_doc_chars must be at most generate.max_doc_chars")
+        if not 1 <= g.min_score <= 5:
+            issues.append("generate.min_score must be within 1-5")
+        if g.generated_shots < 0 or g.max_requests < 0 or g.limit < 0 or g.max_documents < 0 or g.max_cost < 0:
+            issues.append("generate: generated_shots, max_requests, limit, max_documents and max_cost must be >= 0")
         return issues
 
     def validate(self) -> "CurationConfig":

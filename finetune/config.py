@@ -82,6 +82,10 @@ class FinetuneConfig:
                    "curation export data/<name>/train.jsonl), a datasets save_to_disk folder, or a Hub "
                    "dataset id (hf:owner/name).", "data",
                    required="a messages-format file, a save_to_disk folder or a Hub dataset id")
+    swap_roles: bool = _f(
+        False, "Train a backward model (instruction backtranslation, Humpback): each example's answer becomes "
+        "the user turn and its instruction the answer to learn, so the model writes the instruction a text "
+        "answers. A multi-turn example gives its first exchange; a system prompt is dropped. sft only.", "data")
     data_split: str = _f("train", "Split to read from a save_to_disk folder with several splits or a Hub "
                          "dataset.", "data")
     dev_data: typing.Optional[str] = _f(None, "Separate dev set for the dev loss (same formats as data). "
@@ -203,6 +207,8 @@ def validate(cfg: FinetuneConfig) -> list[str]:
         issues.append("resume and overwrite: choose one")
     if cfg.dpo_beta <= 0:
         issues.append(f"dpo_beta: must be > 0, got {cfg.dpo_beta}")
+    if cfg.method == "dpo" and cfg.swap_roles:
+        issues.append("swap_roles: is for sft (a backward model learns instructions from answers), not dpo")
     if cfg.method == "dpo" and cfg.batching == "packing":
         issues.append("batching: packing does not apply to dpo (pairs are batched by TRL's DPOTrainer)")
     if not re.fullmatch(r"all-linear|[\w.*]+(,[\w.*]+)*", cfg.lora_target.replace(" ", "")):

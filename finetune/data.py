@@ -56,6 +56,30 @@ def read_messages(source: str, split: str = "train") -> list[dict]:
     return result.examples
 
 
+def swap_roles(examples: list[dict]) -> list[dict]:
+    """Backward examples for instruction backtranslation (Humpback, Li et al. 2023): the answer becomes the
+    user turn and the instruction the assistant's answer, so a model trained on them writes the instruction
+    a given text answers. A multi-turn example gives its first exchange; a system prompt is dropped (the
+    backward model sees the text alone, as it will at generation time).
+
+    >>> swap_roles([{"id": "x", "messages": [{"role": "system", "content": "Be brief."},
+    ...     {"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}],
+    ...     "source": "s", "meta": {}}])[0]["messages"]
+    [{'role': 'user', 'content': 'Paris.'}, {'role': 'assistant', 'content': 'Capital of France?'}]
+    """
+    from contract.schema import example_id
+
+    out = []
+    for ex in examples:
+        turns = [t for t in ex["messages"] if t["role"] != "system"]
+        user = next(t for t in turns if t["role"] == "user")
+        answer = next(t for t in turns[turns.index(user):] if t["role"] == "assistant")
+        messages = [{"role": "user", "content": answer["content"]}, {"role": "assistant", "content": user["content"]}]
+        out.append({**ex, "id": example_id(messages), "messages": messages,
+                    "meta": {**ex.get("meta", {}), "swapped_from": ex["id"]}})
+    return out
+
+
 def split_dev(examples: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     """Hold out ``fraction`` of the examples (at least one) for the dev loss, by a seeded shuffle."""
     if fraction <= 0:

@@ -98,6 +98,9 @@ def model_card(cfg: FinetuneConfig, prov: dict, run_dir: Path) -> str:
         "",
         "## Data",
         "",
+        *(["- **a backward model** (`swap_roles`): trained on the examples with their roles swapped, the answer "
+           "as the user turn and the instruction as the answer to learn (instruction backtranslation)"]
+          if getattr(cfg, "swap_roles", False) else []),
         f"- training file: `{data.get('path') or data.get('hub_id')}`"
         + (f" (sha256 `{data['sha256']}`)" if data.get("sha256") else ""),
         f"- manifest: `{manifest['path']}` (sha256 `{manifest['sha256']}`)" if manifest else "- manifest: none",

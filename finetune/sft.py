@@ -21,8 +21,11 @@ CHECKPOINTS = "checkpoints"
 
 def load_data(cfg: FinetuneConfig, tokenizer, eot: str) -> tuple[list[dict], list[dict], dict]:
     examples = fdata.read_messages(cfg.data, split=cfg.data_split)
+    if cfg.swap_roles:  # a backward model: answer -> instruction
+        examples = fdata.swap_roles(examples)
     if cfg.dev_data:
-        train, dev = examples, fdata.read_messages(cfg.dev_data, split=cfg.data_split)
+        dev = fdata.read_messages(cfg.dev_data, split=cfg.data_split)
+        train, dev = examples, fdata.swap_roles(dev) if cfg.swap_roles else dev
     else:
         train, dev = fdata.split_dev(examples, cfg.dev_size, cfg.seed)
     train_rows, train_stats = fdata.build_rows(tokenizer, train, eot, cfg.max_length, cfg.overlong, "train")

@@ -196,7 +196,7 @@ class TransformersBackend:
                 if not choices:
                     raise FatalBackendError("constrained decoding needs the judge to list its verdict `choices`")
                 return self._constrained(messages, choices)
-            return self._generate(messages, max_tokens)
+            return self._generate(messages, max_tokens, temperature=temperature, top_p=top_p, seed=seed)
 
     def _constrained(self, messages: list[dict], choices: dict[str, str]) -> Completion:
         torch = self.torch
@@ -222,18 +222,26 @@ class TransformersBackend:
         return Completion(text=text, prompt_tokens=len(prompt), completion_tokens=len(cand[labels.index(best)]),
                           notes=notes, choice_logprobs=scores, finish_reason="stop")
 
-    def _generate(self, messages: list[dict], max_tokens: int) -> Completion:
+    def _generate(self, messages: list[dict], max_tokens: int, *, temperature: float = 0.0,
+                  top_p: float | None = None, seed: int | None = None) -> Completion:
+        """Greedy at temperature 0; above it, sampling seeded by ``seed`` and the prompt, so the same request
+        gives the same reply (a resumed run reproduces what it was asked before) and two prompts do not share
+        one random stream."""
         torch = self.torch
         prompt, cut = self._prompt_ids(messages, reserve=max_tokens)
         input_ids = torch.tensor([prompt])
         eos = [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else None
+        sampling: dict = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        if temperature and temperature > 0:
+            sampling = {"do_sample": True, "temperature": float(temperature), "top_p": top_p or 1.0, "top_k": 0}
+            torch.manual_seed(_request_seed(seed, prompt))
         out = self.model.generate(
             input_ids=input_ids,
             attention_mask=torch.ones_like(input_ids),
             max_new_tokens=max_tokens,
-            do_sample=False,
             eos_token_id=eos,
             pad_token_id=self.tokenizer.pad_token_id,
+            **sampling,
         )
         new = out[0, len(prompt):].tolist()
         text = self.tokenizer.decode(new, skip_special_tokens=True)
@@ -241,3 +249,11 @@ class TransformersBackend:
         finish = "length" if len(new) >= max_tokens and (eos is None or new[-1] not in eos) else "stop"
         return Completion(text=text, prompt_tokens=len(prompt), completion_tokens=len(new), notes=notes,
                           finish_reason=finish)
+
+
+def _request_seed(seed: int | None, prompt_ids: list[int]) -> int:
+    """A 63-bit seed from the job's seed and the prompt's tokens (stable across runs and machines)."""
+    import hashlib
+
+    h = hashlib.sha256(f"{seed or 0}:{','.join(map(str, prompt_ids))}".encode()).digest()
+    return int.from_bytes(h[:8], "big") >> 1

@@ -294,6 +294,7 @@ ROLES = {
     # role -> (environment prefix, the flag that names the model)
     "judge": ("EVAL_JUDGE", "--judge-model"),
     "generator": ("EVAL_GEN", "--model"),
+    "teacher": ("CURATION_TEACHER", "--teacher-model"),
 }
 
 

@@ -363,7 +363,8 @@ def test_an_interrupted_embedding_run_resumes_from_its_cache(tmp_path):
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("module", ["curation.signals", "curation.dedup", "curation.decontam", "curation.aggregate"])
+@pytest.mark.parametrize("module", ["curation.signals", "curation.dedup", "curation.decontam", "curation.aggregate",
+                                    "curation.novelty", "curation.generate", "curation.rest"])
 def test_module_doctests(module):
     import doctest
     import importlib

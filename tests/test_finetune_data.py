@@ -250,3 +250,27 @@ def test_bad_records_name_the_record_and_line(tmp_path, tiny_model_dir, capsys):
         err = capsys.readouterr().err
         assert rc == 2
         assert f"{path}:2 record {bad['id']}: {problem}" in err, err
+
+
+def test_swap_roles_trains_the_instruction_given_the_answer(tmp_path, tiny_model_dir, tok):
+    """A backward model (instruction backtranslation): the answer is the prompt, the instruction is learned."""
+    from finetune import sft
+    from finetune.config import FinetuneConfig, check
+
+    rows = [{"messages": CONV},  # multi-turn with a system prompt: its first exchange, no system
+            {"messages": [{"role": "user", "content": "Name a prime number."},
+                          {"role": "assistant", "content": "Seven is prime."}]}]
+    path = tmp_path / "seeds.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = check(FinetuneConfig(model=str(tiny_model_dir), data=str(path), dev_size=0.0, swap_roles=True))
+    eot = D.setup_template(tok, None, None)
+    train, _, stats = sft.load_data(cfg, tok, eot)
+    assert stats["train"]["kept"] == 2
+    learned = sorted(tok.decode(_labelled(r)).replace(eot, "").strip() for r in train)
+    prompts = sorted(tok.decode(r["input_ids"]) for r in train)
+    assert learned == ["Name a prime number.", "hello there"]       # the instructions are the targets
+    assert "Seven is prime." in prompts[0] + prompts[1]              # the answers are the prompts
+    assert "General Kenobi!" in prompts[0] + prompts[1]
+    assert not any("Be brief." in p or "Again?" in p for p in prompts)
+    with pytest.raises(ValueError, match="swap_roles"):
+        check(FinetuneConfig(model=str(tiny_model_dir), data=str(path), swap_roles=True, method="dpo"))
