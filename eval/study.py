@@ -105,8 +105,9 @@ def load(path: str | Path) -> "Study | FeedbackStudy":
     if len(set(strategies)) != len(strategies):
         problems.append("strategies: a strategy is listed twice")
     budget = data.get("budget")
-    if "budget" in data and not (isinstance(budget, int) and budget > 0):
+    if "budget" in data and not (isinstance(budget, int) and not isinstance(budget, bool) and budget > 0):
         problems.append(f"budget: a positive whole number, not {budget!r}")
+    problems += _seed_problem(data)
     ft = data.get("finetune") or {}
     if not isinstance(ft, dict):
         problems.append("finetune: a mapping of finetune config keys (the same for every strategy)")
@@ -125,6 +126,11 @@ def load(path: str | Path) -> "Study | FeedbackStudy":
     return Study(out_dir=Path(data["out_dir"]), workspace=Path(data["workspace"]), budget=int(budget),
                  strategies=list(strategies), model=str(data["model"]), recipe=str(data["recipe"]), finetune=dict(ft),
                  seed=int(data.get("seed", 0)), run=_eval_half(data))
+
+
+def _seed_problem(data: dict) -> list[str]:
+    seed = data.get("seed", 0)
+    return [] if isinstance(seed, int) and not isinstance(seed, bool) else [f"seed: a whole number, not {seed!r}"]
 
 
 def _eval_half(data: dict) -> dict:
@@ -425,6 +431,7 @@ def load_feedback(data: dict, path: Path) -> FeedbackStudy:
     fixed = {"model", "data", "dev_data", "output_dir", "seed", "resume", "overwrite", "method", "init_adapter"}
     for key in ("finetune", "dpo"):
         problems += [f"{key}: {k!r} is set by the study" for k in (data.get(key) or {}) if k in fixed]
+    problems += _seed_problem(data)
     for key in ("sft_recipe", "dpo_recipe", "train_prompts"):
         if data.get(key) and not Path(data[key]).is_file():
             problems.append(f"{key}: no such file {data[key]!r}")

@@ -117,12 +117,14 @@ def test_a_bad_study_file_names_every_problem(tmp_path, capsys):
     from eval.cli import main
 
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump({"out_dir": str(tmp_path), "budget": 0, "strategies": ["curated", "best"],
+    path.write_text(yaml.safe_dump({"out_dir": str(tmp_path), "budget": True, "strategies": ["curated", "best"],
+                                    "seed": "forty-two",
                                     "finetune": {"seed": 3}, "recipe": "nope.yaml", "colour": "red"}))
     assert main(["study", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     for part in ("unknown key 'colour'", "missing 'workspace'", "missing 'model'", "strategies: unknown 'best'",
-                 "budget: a positive whole number", "finetune: 'seed' is set by the study", "recipe: no such file"):
+                 "budget: a positive whole number", "seed: a whole number", "finetune: 'seed' is set by the study",
+                 "recipe: no such file"):
         assert part in err, part
     assert "Traceback" not in err
 
