@@ -100,14 +100,16 @@ def cmd_serve(args) -> int:
     from curation.server.app import ServeError, Shutdown, serve
 
     try:
-        return serve(args.workspace, args.host, args.port, announce=lambda m: print(m, flush=True),
+        code = serve(args.workspace, args.host, args.port, announce=lambda m: print(m, flush=True),
                      log_level=args.log_level)
     except (WorkspaceBusyError, ServeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Shutdown):
+        code = 0
+    if code == 0:  # uvicorn may take Ctrl-C itself and return normally: the same stop, said the same way
         print("Argilla stopped.", flush=True)
-        return 0
+    return code
 
 
 def cmd_status(args) -> int:
