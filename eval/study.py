@@ -293,6 +293,12 @@ def _eval_mapping(out_dir: Path, model: str, systems: list[tuple[str, Path]], ru
     }
 
 
+def _answer_words(train: Path) -> list[int]:
+    """Assistant words per example of a messages-format training file."""
+    return [sum(len(m["content"].split()) for m in json.loads(x)["messages"] if m["role"] == "assistant")
+            for x in train.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
 def selections(study: Study) -> dict:
     """Each system's training selection: the strategy's profile from the workspace's select.json, the size and
     answer length of the exported set, and the data's sha256."""
@@ -303,11 +309,7 @@ def selections(study: Study) -> dict:
     out = {}
     for s in study.strategies:
         train = study.train_file(s)
-        words = []
-        for line in train.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                msgs = json.loads(line)["messages"]
-                words.append(sum(len(m["content"].split()) for m in msgs if m["role"] == "assistant"))
+        words = _answer_words(train)
         manifest = train.parent / "manifest.json"
         out[system_name(s)] = {
             "strategy": s,
@@ -532,8 +534,7 @@ def feedback_selections(study: FeedbackStudy) -> dict:
     out = {}
     for arm, data in (("A", "strong"), ("B", "weak"), ("C", "strong")):
         train = study.data(data)
-        words = [sum(len(m["content"].split()) for m in json.loads(x)["messages"] if m["role"] == "assistant")
-                 for x in train.read_text(encoding="utf-8").splitlines() if x.strip()]
+        words = _answer_words(train)
         out[ARMS[arm]] = {"strategy": ARM_ABOUT[arm], "examples": len(words),
                           "mean_answer_words": round(sum(words) / len(words), 1) if words else None,
                           "preference_pairs": n_pairs if arm in "BC" else 0, "profile": {},
