@@ -9,9 +9,12 @@ batches; inference (generation, the merge check) uses plain sdpa.
 The sequence boundaries come with the batch: the collator (finetune/data.py) computes ``cu_seq_lens_q`` and
 ``max_length_q`` once per batch on the host, and transformers passes them to every attention call. Then
 
-- on a CUDA device: one call of PyTorch's own varlen kernels for the whole row (``scaled_dot_product_attention`` on
-  nested jagged tensors built from those offsets: flash attention in bf16/fp16, memory-efficient attention in
-  fp32), no Python loop over the examples and no host sync;
+- on a CUDA device in bf16/fp16: one call of the varlen flash-attention kernel PyTorch ships
+  (``aten._flash_attention_forward`` with the offsets, its backward by autograd), for the whole row, grouped-query
+  heads as they are, no Python loop over the examples and no host sync. Where that kernel refuses (fp32, an old
+  GPU, a head size it lacks): ``scaled_dot_product_attention`` on nested jagged tensors built from the same offsets
+  (memory-efficient attention in fp32), the same kernels behind a tensor subclass that costs milliseconds of host
+  time a layer; where that fails too, the loop below;
 - on a CPU: sdpa per example (a loop over the boundaries, which are host values already). PyTorch has no causal
   varlen kernel on the CPU (nested-tensor sdpa refuses ``is_causal`` there, FlexAttention has no CPU backward), and
   one masked T x T sdpa call is about 7x slower than the loop on a LIMA-shaped batch of 8 (bench/README.md).
@@ -30,9 +33,13 @@ from torch.utils.weak import WeakTensorKeyDictionary
 log = logging.getLogger("finetune")
 
 NAME = "finetune_packed_sdpa"
-_OFFSETS = WeakTensorKeyDictionary()  # cu_seq_lens tensor -> its int64 offsets on the device (see jagged)
+_OFFSETS = WeakTensorKeyDictionary()  # cu_seq_lens tensor -> ((device, dtype), its offsets there) (see jagged)
 _BOUNDS = WeakTensorKeyDictionary()  # position_ids tensor -> (cu_seq_lens, longest)
-_nested_failed: list[str] = []  # why PyTorch's varlen kernel could not run here (then the loop serves, said once)
+_served: set[str] = set()  # the paths that attended packed rows in this process: flash, nested, loop
+_failed: dict[str, str] = {}  # varlen kernel -> why it could not run here (then the next one serves, said once)
+# The CUDA kernels tried in order. A diagnostic override for benchmarks: FINETUNE_VARLEN=nested (or loop) skips
+# the kernels before it.
+_KERNELS = ("flash", "nested")
 
 
 def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
@@ -52,21 +59,59 @@ def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0,
                                       **kwargs)
     if cu is None:
         cu, max_len = _boundaries_of(position_ids, query.shape[2])
-    if query.device.type == "cuda" and not _nested_failed:
-        try:
-            return nested_sdpa(query, key, value, cu, int(max_len), dropout, scaling), None
-        except RuntimeError as err:  # no varlen kernel for this dtype / head size / GPU: the loop below serves
-            _nested_failed.append(str(err).splitlines()[0])
-            log.warning("padding-free attention: PyTorch's varlen sdpa kernel cannot run here (%s); attending per "
-                        "example instead (slower: pip install flash-attn and set attn_implementation: "
-                        "flash_attention_2)", _nested_failed[0])
-    bounds = cu.tolist()  # host values on a CPU; on a GPU only after the varlen kernel failed
+    if query.device.type == "cuda":
+        for kernel in _cuda_kernels():
+            try:
+                out = _VARLEN[kernel](query, key, value, cu, int(max_len), dropout, scaling)
+                _served.add(kernel)
+                return out, None
+            except (RuntimeError, TypeError) as err:  # no such kernel for this dtype / head size / GPU: the next
+                _failed[kernel] = str(err).splitlines()[0]
+                log.log(logging.INFO if kernel == "flash" else logging.WARNING,
+                        "padding-free attention: PyTorch's %s varlen kernel cannot run here (%s); %s", kernel,
+                        _failed[kernel], "trying the next" if kernel == "flash" else
+                        "attending per example instead (slower: pip install flash-attn and set "
+                        "attn_implementation: flash_attention_2)")
+    bounds = cu.tolist()  # host values on a CPU; on a GPU only after the varlen kernels failed
+    _served.add("loop")
     outs = []
     for s, e in zip(bounds[:-1], bounds[1:]):
         out, _ = sdpa_attention_forward(module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], None,
                                         dropout=dropout, scaling=scaling, is_causal=True, **kwargs)
         outs.append(out)
     return torch.cat(outs, dim=1), None
+
+
+def _cuda_kernels() -> list[str]:
+    import os
+
+    wanted = os.environ.get("FINETUNE_VARLEN", "flash")
+    order = list(_KERNELS[_KERNELS.index(wanted):]) if wanted in _KERNELS else []
+    return [k for k in order if k not in _failed]
+
+
+def flash_varlen(query, key, value, cu, max_len: int, dropout: float, scaling):
+    """Causal attention of every example of a packed row in one call of PyTorch's varlen flash-attention kernel
+    (the one sdpa on nested tensors calls underneath), on the row's buffers themselves: (1, heads, T, d) in,
+    (1, T, heads, d) out. Grouped-query key/value heads go in as they are (the kernel shares them); ``cu`` are the
+    example boundaries (int32 on the device, made once per batch)."""
+    import torch
+
+    offsets = _offsets(cu, query.device, torch.int32)
+    q, k, v = (x[0].transpose(0, 1) for x in (query, key, value))  # (T, heads, d): the projections' own layout
+    out = torch.ops.aten._flash_attention_forward(q, k, v, offsets, offsets, max_len, max_len, dropout, True, False,
+                                                  scale=scaling)[0]
+    return out.unsqueeze(0)
+
+
+def _offsets(cu, device, dtype):
+    """``cu`` on ``device`` as ``dtype``, made once per cu tensor (every layer, and the recomputation under gradient
+    checkpointing, gets the same tensor)."""
+    key = (str(device), dtype)
+    cached = _OFFSETS.get(cu)
+    if cached is None or cached[0] != key:
+        cached = _OFFSETS[cu] = (key, cu.to(device=device, dtype=dtype))
+    return cached[1]
 
 
 def nested_sdpa(query, key, value, cu, max_len: int, dropout: float, scaling):
@@ -92,9 +137,7 @@ def jagged(x, cu, max_len: int):
     that check."""
     import torch
 
-    offsets = _OFFSETS.get(cu)
-    if offsets is None or offsets.device != x.device:
-        offsets = _OFFSETS[cu] = cu.to(device=x.device, dtype=torch.int64)
+    offsets = _offsets(cu, x.device, torch.int64)
     values = x[0].transpose(0, 1).contiguous()
     return torch.nested.nested_tensor_from_jagged(values, offsets, min_seqlen=1, max_seqlen=max_len).transpose(1, 2)
 
@@ -119,6 +162,14 @@ def boundaries_from_positions(position_ids, length: int):
     bounds = starts + [length]
     cu = torch.tensor(bounds, dtype=torch.int32)
     return cu, max(e - s for s, e in zip(bounds[:-1], bounds[1:]))
+
+
+_VARLEN = {"flash": flash_varlen, "nested": nested_sdpa}
+
+
+def served() -> list[str]:
+    """The paths that attended packed rows in this process (for the run's provenance)."""
+    return sorted(_served)
 
 
 def register() -> str:

@@ -65,8 +65,8 @@ class FinetuneConfig:
         "model")
     attn_implementation: str = _f(
         "sdpa", "Attention kernel. sdpa: with padding_free/packing batches each example attends only to itself "
-        "(finetune/attention.py): on a GPU PyTorch's varlen sdpa kernel over the whole row, on a CPU sdpa per "
-        "example; with padded batches plain sdpa. eager: a block-diagonal mask from position_ids (slow, for "
+        "(finetune/attention.py): on a GPU PyTorch's varlen flash kernel over the whole row (in fp32 its "
+        "nested-tensor sdpa), on a CPU sdpa per example; with padded batches plain sdpa. eager: a block-diagonal mask from position_ids (slow, for "
         "checks). flash_attention_2: the flash-attn package's varlen kernel (GPU; pip install flash-attn). The "
         "collator computes the sequence boundaries once per batch for all of them.", "model",
         ("sdpa", "eager", "flash_attention_2"))

@@ -39,6 +39,13 @@ def start_provenance(cfg, eot, dtype, stats, started) -> dict:
     }
 
 
+def packed_attention() -> list[str]:
+    import sys
+
+    attention = sys.modules.get("finetune.attention")
+    return attention.served() if attention else []
+
+
 def provenance(cfg, eot, dtype, stats, trainer, started) -> dict:
     """The start provenance completed with the outcome: steps and first/last losses."""
     logs = trainer.state.log_history
@@ -49,6 +56,7 @@ def provenance(cfg, eot, dtype, stats, trainer, started) -> dict:
         "global_step": trainer.state.global_step,
         "loss": getattr(trainer.compute_loss_func, "kind", "full"),  # finetune/loss.py: fused, chunked or full
         "attention": getattr(trainer.model.config, "_attn_implementation", None),
+        "packed_attention": packed_attention(),  # finetune/attention.py: flash, nested or loop ([] when unused)
         "first_train_loss": train_losses[0] if train_losses else None,
         "last_train_loss": train_losses[-1] if train_losses else None,
         "first_dev_loss": dev_losses[0] if dev_losses else None,

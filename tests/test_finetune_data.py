@@ -167,7 +167,8 @@ def test_packed_examples_do_not_attend_to_each_other(tiny_model_dir, tok, attn):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="PyTorch's varlen sdpa kernels need a CUDA device")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
 def test_packed_examples_stay_apart_with_the_cuda_varlen_kernel(tiny_model_dir, tok, dtype):
-    """On a GPU, packed rows go through one nested-tensor sdpa call (no loop); logits equal each example alone."""
+    """On a GPU, packed rows go through one varlen kernel call (no loop): PyTorch's flash kernel in bf16, sdpa on
+    nested tensors in fp32; logits equal each example alone."""
     from finetune import attention
     from finetune.config import FinetuneConfig
     from finetune.model import load_base, training_attention
@@ -190,7 +191,45 @@ def test_packed_examples_stay_apart_with_the_cuda_varlen_kernel(tiny_model_dir, 
             tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=5e-2, rtol=5e-2)
             torch.testing.assert_close(packed[start:start + n], alone, **tol)
             start += n
-    assert not attention._nested_failed, attention._nested_failed
+    assert "nested" not in attention._failed, attention._failed
+    if dtype == torch.bfloat16:
+        assert "flash" not in attention._failed, attention._failed
+
+
+def test_the_flash_varlen_call_has_the_shapes_and_gradients_of_attention():
+    """The flash varlen call, on the meta device (shapes and autograd without a GPU): (1, heads, T, d) in,
+    (1, T, heads, d) out, grouped-query key/value heads as they are, gradients for all three inputs, the same int32
+    offsets tensor for every call of a batch, and under gradient checkpointing."""
+    from torch.utils.checkpoint import checkpoint
+
+    from finetune import attention
+
+    cu = torch.tensor([0, 3, 7, 12], dtype=torch.int32)
+    q = torch.randn(1, 4, 12, 8, device="meta", dtype=torch.bfloat16, requires_grad=True)
+    k = torch.randn(1, 2, 12, 8, device="meta", dtype=torch.bfloat16, requires_grad=True)
+    v = torch.randn(1, 2, 12, 8, device="meta", dtype=torch.bfloat16, requires_grad=True)
+    out = checkpoint(attention.flash_varlen, q, k, v, cu, 5, 0.0, None, use_reentrant=False)
+    assert out.shape == (1, 12, 4, 8)
+    out.sum().backward()
+    assert q.grad.shape == q.shape and k.grad.shape == k.shape and v.grad.shape == v.shape
+    offsets = attention._offsets(cu, torch.device("meta"), torch.int32)
+    assert offsets is attention._offsets(cu, torch.device("meta"), torch.int32) and offsets.dtype == torch.int32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="PyTorch's flash kernel needs a CUDA device")
+def test_the_flash_varlen_call_equals_per_example_attention():
+    import torch.nn.functional as F
+
+    from finetune import attention
+
+    torch.manual_seed(0)
+    cu = torch.tensor([0, 3, 7, 12], dtype=torch.int32)
+    q, k, v = (torch.randn(1, h, 12, 64, device="cuda", dtype=torch.bfloat16) for h in (4, 2, 2))
+    out = attention.flash_varlen(q, k, v, cu, 5, 0.0, None)
+    expected = torch.cat([F.scaled_dot_product_attention(q[:, :, s:e], k[:, :, s:e].repeat_interleave(2, 1),
+                                                         v[:, :, s:e].repeat_interleave(2, 1), is_causal=True)
+                          for s, e in [(0, 3), (3, 7), (7, 12)]], 2).transpose(1, 2)
+    torch.testing.assert_close(out.float(), expected.float(), atol=2e-2, rtol=2e-2)
 
 
 def test_the_varlen_path_equals_per_example_attention():

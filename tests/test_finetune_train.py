@@ -273,9 +273,11 @@ def test_a_checkpoint_cut_short_is_skipped_on_resume(trained, tmp_path):
 
 
 def test_the_run_records_its_loss_and_attention_paths(trained):
-    """On a CPU without liger-kernel: the chunked loss (no full logits) and the packed-row sdpa."""
+    """On a CPU without liger-kernel: the chunked loss (no full logits) and the packed-row sdpa, which attended
+    per example (the CPU path; a GPU records its varlen kernel, flash or nested)."""
     prov = json.loads((trained.run_dir / "provenance.json").read_text())
     assert prov["loss"] == "chunked" and prov["attention"] == "finetune_packed_sdpa"
+    assert prov["packed_attention"] == (["loop"] if not torch.cuda.is_available() else ["flash"])
 
 
 def test_paged_8bit_optimizer_from_the_recipe_options(trained, tmp_path):
