@@ -447,9 +447,36 @@ def load_causal_lm(name: str, **kwargs):
     configure_threads()
     path = resolve_model(name)
     try:
-        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        with _loading_bar(path):
+            return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as err:
         raise ModelNotFound(_load_error(name, err)) from None
+
+
+LOADING_BAR_BYTES = 2 * 2**30  # weights at least this large get transformers' "Loading weights" bar on a terminal
+
+
+@contextlib.contextmanager
+def _loading_bar(path: str):
+    """transformers draws a "Loading weights" bar on every load: in logs and pipes (stderr not a terminal) it is
+    only noise, and a small local model loads in a second (the demo and a local judge load one many times). The bar
+    stays where it helps: on a terminal, for weights of LOADING_BAR_BYTES or more, or whose size is unknown (a Hub
+    id)."""
+    import sys
+
+    from transformers.utils import logging as hf_logging
+
+    folder = Path(path)
+    size = sum(f.stat().st_size for f in folder.glob("*.safetensors")) if folder.is_dir() else None
+    wanted = sys.stderr.isatty() and (size is None or size >= LOADING_BAR_BYTES)
+    if wanted or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 def _load_error(name: str, err: OSError) -> str:

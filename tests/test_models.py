@@ -100,6 +100,16 @@ def test_generation_markers_added_to_a_chatml_template_render_the_same_text(tiny
 # --------------------------------------------------------------------------- threads
 
 
+def test_a_small_model_loads_without_a_progress_bar(tiny_model_dir, capfd):
+    """transformers draws "Loading weights" on every load; off a terminal, and for small weights, it is noise (the
+    demo and a local judge load the same small model many times). The global setting is left as it was."""
+    from transformers.utils import logging as hf_logging
+
+    M.load_causal_lm(str(tiny_model_dir))
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
+
+
 def test_threads_follow_the_affinity_and_the_override(monkeypatch):
     before = torch.get_num_threads()
     try:
