@@ -59,7 +59,6 @@ def make_run(model: str, folder: Path) -> Path:
 
 
 def load_arm(arm: str, model: str, run_dir: Path):
-    import torch
     from peft import PeftModel
     from transformers import BitsAndBytesConfig
 

@@ -77,7 +77,7 @@ def main() -> None:
         for ex in good:
             fh.write(json.dumps(ex, ensure_ascii=False) + "\n")
 
-    g0, g1, g2 = good[0]["messages"], good[1]["messages"], good[2]["messages"]
+    g0, g1 = good[0]["messages"], good[1]["messages"]
     words = g1[1]["content"].split(" ")
     for k in (5, 17, 40):
         words[k] = words[k].upper() + "s"
