@@ -229,18 +229,27 @@ def read_examples(source: str | os.PathLike, *, fmt: str = "auto", mapping: Mapp
     collects each invalid record in ``result.rejects``. An example already read
     (same id) is counted in ``result.duplicates`` and kept once.
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError("on_error must be 'raise' or 'skip'")
     result = result if result is not None else ReadResult()
     seen = seen if seen is not None else {ex["id"] for ex in result.examples}
     default_source = source_name or _default_source_name(source)
+    return _read(source, lambda rec, where: record_to_example(rec, fmt=fmt, mapping=mapping,
+                                                              default_source=default_source, where=where),
+                 split=split, on_error=on_error, result=result, seen=seen)
+
+
+def _read(source, convert, *, split: str, on_error: str, result: ReadResult, seen: set[str]) -> ReadResult:
+    """Every record of ``source`` through ``convert(record, where)`` (a dict with an ``id``) into ``result``:
+    a bad record raises or goes to ``result.rejects`` (``on_error``), an id already in ``seen`` is counted in
+    ``result.duplicates`` and kept once; a container without records is a DataError."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError("on_error must be 'raise' or 'skip'")
     n_records = 0
     for where, rec, raw in iter_records(source, split=split):
         n_records += 1
         try:
             if isinstance(rec, DataError):
                 raise rec
-            ex = record_to_example(rec, fmt=fmt, mapping=mapping, default_source=default_source, where=where)
+            ex = convert(rec, where)
         except DataError as err:
             if on_error == "raise":
                 raise
@@ -288,27 +297,6 @@ def read_preferences(source: str | os.PathLike, *, split: str = "train", on_erro
     :func:`read_examples`, and the same pair twice is kept once."""
     from contract.schema import preference_pair
 
-    if on_error not in ("raise", "skip"):
-        raise ValueError("on_error must be 'raise' or 'skip'")
-    result, seen, n = ReadResult(), set(), 0
     default_source = _default_source_name(source)
-    for where, rec, raw in iter_records(source, split=split):
-        n += 1
-        try:
-            if isinstance(rec, DataError):
-                raise rec
-            pair = preference_pair(rec, default_source=default_source, where=where)
-        except DataError as err:
-            if on_error == "raise":
-                raise
-            result.rejects.append(Reject(str(where.get("path")), where.get("line"), err.record, err.problem,
-                                         raw if raw is not None else rec))
-            continue
-        if pair["id"] in seen:
-            result.duplicates += 1
-            continue
-        seen.add(pair["id"])
-        result.examples.append(pair)
-    if n == 0:
-        raise DataError("empty file (no records)", path=source)
-    return result
+    return _read(source, lambda rec, where: preference_pair(rec, default_source=default_source, where=where),
+                 split=split, on_error=on_error, result=ReadResult(), seen=set())
