@@ -38,9 +38,9 @@ overrides the table below).
 
 Also measured: the loss path alone (``loss_full``: transformers' float32 logits of every position, against
 ``loss_chunked`` and, where liger-kernel runs, ``loss_fused``) at the shape's hidden size and vocabulary, each in its
-own process (peak RSS / CUDA memory above the inputs, and time); the attention of one packed LIMA-shaped row (per-example
-sdpa, one sdpa call with the block-diagonal T x T mask transformers builds, and on CUDA the nested-tensor varlen
-kernel), forward and backward; for the tiny shape the NF4 weight size against bf16.
+own process (peak RSS / CUDA memory above the inputs, and time); the attention of one packed LIMA-shaped row
+(per-example sdpa, one sdpa call with the block-diagonal T x T mask transformers builds, and on CUDA the flash varlen
+call and the nested-tensor varlen kernel), forward and backward; for the tiny shape the NF4 weight size against bf16.
 
 Targets. CPU: finetune >= 1.3x TRL defaults with the same dtype, <= 1.0x its peak RSS, padding waste <= 5 %, NF4
 <= 0.35x bf16. GPU, per shape: >= 2.0x TRL defaults and <= 1.0x its peak memory, >= 1.2x TRL's best, padding-free

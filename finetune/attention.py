@@ -86,6 +86,8 @@ def _cuda_kernels() -> list[str]:
     import os
 
     wanted = os.environ.get("FINETUNE_VARLEN", "flash")
+    if wanted not in (*_KERNELS, "loop"):
+        raise ValueError(f"FINETUNE_VARLEN={wanted!r}: choose flash, nested or loop")
     order = list(_KERNELS[_KERNELS.index(wanted):]) if wanted in _KERNELS else []
     return [k for k in order if k not in _failed]
 

@@ -66,9 +66,10 @@ class FinetuneConfig:
     attn_implementation: str = _f(
         "sdpa", "Attention kernel. sdpa: with padding_free/packing batches each example attends only to itself "
         "(finetune/attention.py): on a GPU PyTorch's varlen flash kernel over the whole row (in fp32 its "
-        "nested-tensor sdpa), on a CPU sdpa per example; with padded batches plain sdpa. eager: a block-diagonal mask from position_ids (slow, for "
-        "checks). flash_attention_2: the flash-attn package's varlen kernel (GPU; pip install flash-attn). The "
-        "collator computes the sequence boundaries once per batch for all of them.", "model",
+        "nested-tensor sdpa), on a CPU sdpa per example; with padded batches plain sdpa. eager: a block-diagonal "
+        "mask from position_ids (slow, for checks). flash_attention_2: the flash-attn package's varlen kernel "
+        "(GPU; pip install flash-attn). The collator computes the sequence boundaries once per batch for all of "
+        "them.", "model",
         ("sdpa", "eager", "flash_attention_2"))
     # ----------------------------------------------------------------- lora
     lora_r: int = _f(64, "LoRA rank (QLoRA paper: 64).", "lora")
@@ -146,9 +147,10 @@ class FinetuneConfig:
     loss: str = _f(
         "auto", "How the loss is computed (finetune/loss.py). chunked: from the last hidden states of the trained "
         "positions only, the LM head and float32 cross-entropy over chunks of them, each chunk's gradient "
-        "computed with it (no logits kept for the backward). fused: liger-kernel's fused linear cross-entropy (CUDA; pip install "
-        "liger-kernel). auto: fused where it can run, else chunked. full: transformers' own loss over the full "
-        "float32 logits (the reference; memory grows with vocabulary x tokens).", "train", LOSSES)
+        "computed with it (no logits kept for the backward). fused: liger-kernel's fused linear cross-entropy "
+        "(CUDA; pip install liger-kernel). auto: fused where it can run, else chunked. full: transformers' own "
+        "loss over the full float32 logits (the reference; memory grows with vocabulary x tokens).", "train",
+        LOSSES)
     gradient_checkpointing: bool = _f(True, "Recompute activations in the backward pass: much less memory, "
                                       "~20-30% more compute.", "train")
     seed: int = _f(42, "Seed for the dev split, data order, dropout and LoRA initialisation.", "train")

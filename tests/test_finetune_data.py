@@ -216,6 +216,22 @@ def test_the_flash_varlen_call_has_the_shapes_and_gradients_of_attention():
     assert offsets is attention._offsets(cu, torch.device("meta"), torch.int32) and offsets.dtype == torch.int32
 
 
+def test_the_varlen_override_picks_the_first_kernel_tried(monkeypatch):
+    """FINETUNE_VARLEN (for benchmarks): flash, then nested, by default; nested skips flash; loop skips both; an
+    unknown value is an error naming the choices."""
+    from finetune import attention
+
+    monkeypatch.setattr(attention, "_failed", {})
+    assert attention._cuda_kernels() == ["flash", "nested"]
+    monkeypatch.setenv("FINETUNE_VARLEN", "nested")
+    assert attention._cuda_kernels() == ["nested"]
+    monkeypatch.setenv("FINETUNE_VARLEN", "loop")
+    assert attention._cuda_kernels() == []
+    monkeypatch.setenv("FINETUNE_VARLEN", "flsh")
+    with pytest.raises(ValueError, match="choose flash, nested or loop"):
+        attention._cuda_kernels()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="PyTorch's flash kernel needs a CUDA device")
 def test_the_flash_varlen_call_equals_per_example_attention():
     import torch.nn.functional as F
