@@ -299,6 +299,30 @@ def _answer_words(train: Path) -> list[int]:
             for x in train.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
+def _example_ids(train: Path) -> frozenset:
+    return frozenset(json.loads(x).get("id") for x in train.read_text(encoding="utf-8").splitlines() if x.strip())
+
+
+def same_examples(files: dict[str, Path]) -> list[list[str]]:
+    """Groups of strategies whose exported training sets hold the same examples (by id, in any order)."""
+    groups: dict[frozenset, list[str]] = {}
+    for strategy, train in files.items():
+        groups.setdefault(_example_ids(train), []).append(strategy)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def say_same_examples(study: Study) -> list[list[str]]:
+    """Say which strategies picked the same examples: they train and answer alike, so the judgments between them
+    measure only the judge (e.g. curated and signals on a workspace whose decisions are the AI suggestions)."""
+    same = same_examples({s: study.train_file(s) for s in study.strategies})
+    for group in same:
+        print(f"study: {' and '.join(group)} selected the same {study.budget} examples: their runs are alike and "
+              "their comparison says nothing about the selections (on a workspace pulled --unattended the curated "
+              "decisions are the AI suggestions, i.e. the signals; pull human decisions for a real comparison)",
+              file=sys.stderr)
+    return same
+
+
 def selections(study: Study) -> dict:
     """Each system's training selection: the strategy's profile from the workspace's select.json, the size and
     answer length of the exported set, and the data's sha256."""
@@ -307,6 +331,8 @@ def selections(study: Study) -> dict:
     except (OSError, json.JSONDecodeError):
         select = {}
     out = {}
+    same = {s: [o for o in group if o != s] for group in same_examples({s: study.train_file(s)
+                                                                        for s in study.strategies}) for s in group}
     for s in study.strategies:
         train = study.train_file(s)
         words = _answer_words(train)
@@ -319,6 +345,7 @@ def selections(study: Study) -> dict:
             "data": str(train), "data_sha256": sha256_file(train),
             "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None,
             "run_dir": str(study.run_dir(s)),
+            "same_examples_as": same.get(s, []),
         }
     return out
 
@@ -361,6 +388,7 @@ def main(config_path: str, dry_run: bool = False) -> int:
             teach(study)
         else:
             select_and_export(study)
+            say_same_examples(study)
         train(study.out_dir, jobs, state)
     except StageFailed as err:
         print(f"eval study: {err}", file=sys.stderr)

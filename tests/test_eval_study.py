@@ -113,6 +113,24 @@ def test_study_runs_every_strategy_into_one_leaderboard_and_resumes(workspace, t
     assert json.loads((out / "runs" / "longest" / "provenance.json").read_text())["global_step"] == 3
 
 
+def test_strategies_that_picked_the_same_examples_are_named(tmp_path):
+    """Two strategies with the same examples (any order, other metadata) train and answer alike: the study says
+    so, and selections.json records it; different sets are not grouped."""
+    from eval.study import same_examples
+
+    def train(name, ids):
+        path = tmp_path / name / "train.jsonl"
+        path.parent.mkdir()
+        path.write_text("".join(json.dumps({"id": i, "messages": [], "meta": {"strategy": name}}) + "\n"
+                                for i in ids))
+        return path
+
+    files = {"curated": train("curated", ["a", "b", "c"]), "signals": train("signals", ["c", "a", "b"]),
+             "longest": train("longest", ["a", "b", "d"]), "random": train("random", ["e", "f", "g"])}
+    assert same_examples(files) == [["curated", "signals"]]
+    assert same_examples({k: files[k] for k in ("longest", "random")}) == []
+
+
 def test_a_bad_study_file_names_every_problem(tmp_path, capsys):
     from eval.cli import main
 
