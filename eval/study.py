@@ -316,10 +316,11 @@ def say_same_examples(study: Study) -> list[list[str]]:
     measure only the judge (e.g. curated and signals on a workspace whose decisions are the AI suggestions)."""
     same = same_examples({s: study.train_file(s) for s in study.strategies})
     for group in same:
-        print(f"study: {' and '.join(group)} selected the same {study.budget} examples: their runs are alike and "
-              "their comparison says nothing about the selections (on a workspace pulled --unattended the curated "
-              "decisions are the AI suggestions, i.e. the signals; pull human decisions for a real comparison)",
-              file=sys.stderr)
+        n = len(_example_ids(study.train_file(group[0])))
+        hint = (" (on a workspace pulled --unattended the curated decisions are the AI suggestions, made from the "
+                "same scores; pull human decisions for a real comparison)" if "curated" in group else "")
+        print(f"study: {' and '.join(group)} selected the same {n} examples: their runs are alike and their "
+              f"comparison says nothing about the selections{hint}", file=sys.stderr)
     return same
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -113,10 +114,10 @@ def test_study_runs_every_strategy_into_one_leaderboard_and_resumes(workspace, t
     assert json.loads((out / "runs" / "longest" / "provenance.json").read_text())["global_step"] == 3
 
 
-def test_strategies_that_picked_the_same_examples_are_named(tmp_path):
+def test_strategies_that_picked_the_same_examples_are_named(tmp_path, capsys):
     """Two strategies with the same examples (any order, other metadata) train and answer alike: the study says
     so, and selections.json records it; different sets are not grouped."""
-    from eval.study import same_examples
+    from eval.study import same_examples, say_same_examples
 
     def train(name, ids):
         path = tmp_path / name / "train.jsonl"
@@ -129,6 +130,11 @@ def test_strategies_that_picked_the_same_examples_are_named(tmp_path):
              "longest": train("longest", ["a", "b", "d"]), "random": train("random", ["e", "f", "g"])}
     assert same_examples(files) == [["curated", "signals"]]
     assert same_examples({k: files[k] for k in ("longest", "random")}) == []
+    study = SimpleNamespace(strategies=list(files), train_file=files.get)
+    assert say_same_examples(study) == [["curated", "signals"]]
+    err = capsys.readouterr().err
+    assert "curated and signals selected the same 3 examples" in err and "--unattended" in err
+    assert "longest" not in err and "random" not in err
 
 
 def test_a_bad_study_file_names_every_problem(tmp_path, capsys):
