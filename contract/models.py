@@ -396,11 +396,25 @@ def _quiet_transformers():
 
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
+    try:
+        with _no_progress_bar():
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+@contextlib.contextmanager
+def _no_progress_bar():
+    """transformers' progress bars off, then back as they were (left off where the caller had them off)."""
+    from transformers.utils import logging as hf_logging
+
+    if not hf_logging.is_progress_bar_enabled():
+        yield
+        return
     hf_logging.disable_progress_bar()
     try:
         yield
     finally:
-        hf_logging.set_verbosity(level)
         hf_logging.enable_progress_bar()
 
 
@@ -464,19 +478,13 @@ def _loading_bar(path: str):
     id)."""
     import sys
 
-    from transformers.utils import logging as hf_logging
-
     folder = Path(path)
     size = sum(f.stat().st_size for f in folder.glob("*.safetensors")) if folder.is_dir() else None
-    wanted = sys.stderr.isatty() and (size is None or size >= LOADING_BAR_BYTES)
-    if wanted or not hf_logging.is_progress_bar_enabled():
+    if sys.stderr.isatty() and (size is None or size >= LOADING_BAR_BYTES):
         yield
         return
-    hf_logging.disable_progress_bar()
-    try:
+    with _no_progress_bar():
         yield
-    finally:
-        hf_logging.enable_progress_bar()
 
 
 def _load_error(name: str, err: OSError) -> str:
