@@ -324,16 +324,16 @@ def say_same_examples(study: Study) -> list[list[str]]:
     return same
 
 
-def selections(study: Study) -> dict:
+def selections(study: Study, same: list[list[str]]) -> dict:
     """Each system's training selection: the strategy's profile from the workspace's select.json, the size and
-    answer length of the exported set, and the data's sha256."""
+    answer length of the exported set, the data's sha256, and the strategies that picked the same examples
+    (``same``: :func:`say_same_examples`' groups)."""
     try:
         select = json.loads((study.workspace / "select.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         select = {}
     out = {}
-    same = {s: [o for o in group if o != s] for group in same_examples({s: study.train_file(s)
-                                                                        for s in study.strategies}) for s in group}
+    same_as = {s: [o for o in group if o != s] for group in same for s in group}
     for s in study.strategies:
         train = study.train_file(s)
         words = _answer_words(train)
@@ -346,7 +346,7 @@ def selections(study: Study) -> dict:
             "data": str(train), "data_sha256": sha256_file(train),
             "manifest_sha256": sha256_file(manifest) if manifest.is_file() else None,
             "run_dir": str(study.run_dir(s)),
-            "same_examples_as": same.get(s, []),
+            "same_examples_as": same_as.get(s, []),
         }
     return out
 
@@ -384,17 +384,19 @@ def main(config_path: str, dry_run: bool = False) -> int:
         f"# resolved by python -m eval study --config {config_path}\n"
         + yaml.safe_dump({**{k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(study).items()
                              if k != "run"}, "eval": mapping}, sort_keys=False), encoding="utf-8")
+    same: list[list[str]] = []  # strategies that picked the same examples
     try:
         if feedback:
             teach(study)
         else:
             select_and_export(study)
-            say_same_examples(study)
+            same = say_same_examples(study)
         train(study.out_dir, jobs, state)
     except StageFailed as err:
         print(f"eval study: {err}", file=sys.stderr)
         return 1
-    write_json(study.out_dir / "selections.json", feedback_selections(study) if feedback else selections(study))
+    write_json(study.out_dir / "selections.json",
+               feedback_selections(study) if feedback else selections(study, same))
     return eval_run.main_plan(steps, config_path)
 
 
