@@ -151,6 +151,11 @@ class FinetuneConfig:
         "(CUDA; pip install liger-kernel). auto: fused where it can run, else chunked. full: transformers' own "
         "loss over the full float32 logits (the reference; memory grows with vocabulary x tokens).", "train",
         LOSSES)
+    liger_kernels: bool = _f(
+        False, "liger-kernel's Triton kernels for the layers (RMSNorm, the SwiGLU MLP, rotary embeddings) in place "
+        "of transformers' chains of small ops, as TRL's use_liger_kernel does: fewer kernel launches and less memory "
+        "traffic per layer (CUDA; pip install liger-kernel; the model types liger-kernel patches: Llama, Qwen2, "
+        "Mistral, Gemma, Phi3 and more). The loss has its own setting (loss: fused).", "train")
     gradient_checkpointing: bool = _f(True, "Recompute activations in the backward pass: much less memory, "
                                       "~20-30% more compute.", "train")
     seed: int = _f(42, "Seed for the dev split, data order, dropout and LoRA initialisation.", "train")

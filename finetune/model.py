@@ -135,7 +135,24 @@ def prepare_base(cfg: FinetuneConfig, dtype, attn: str):
         # (non-reentrant) checkpointing, which needs no input gradients
         for param in model.parameters():
             param.requires_grad_(False)
+    if cfg.liger_kernels:
+        apply_layer_kernels(model)
     return model
+
+
+def apply_layer_kernels(model) -> None:
+    """liger-kernel's Triton kernels for ``model``'s RMSNorms, SwiGLU MLPs and rotary embeddings (the layers'
+    chains of small ops, one kernel each), as TRL's ``use_liger_kernel`` applies them; the loss is left alone
+    (``loss`` chooses it). A model type liger-kernel does not patch is an error, not a silent no-op."""
+    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN, _apply_liger_kernel_to_instance
+
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+        raise ValueError(f"liger_kernels: liger-kernel has no kernels for model type {model_type!r} (it patches "
+                         f"{', '.join(sorted(MODEL_TYPE_TO_APPLY_LIGER_FN))}); set liger_kernels: false")
+    _apply_liger_kernel_to_instance(model=model, rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
+                                    fused_linear_cross_entropy=False)
+    log.info("liger-kernel's RMSNorm, SwiGLU and RoPE kernels in the %s layers", model_type)
 
 
 def check_model_fits(cfg: FinetuneConfig, model) -> None:

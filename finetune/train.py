@@ -133,15 +133,11 @@ def check_inputs(cfg: FinetuneConfig) -> None:
                 container_kind(value)
             except DataError as err:
                 issues.append(f"{key}: {err}")
-    if cfg.loss == "fused":
-        import importlib.util
-
-        import torch
-
-        if importlib.util.find_spec("liger_kernel") is None:
-            issues.append("loss: fused needs the liger-kernel package (pip install liger-kernel), or use loss: auto")
-        elif not torch.cuda.is_available():
-            issues.append("loss: fused (liger-kernel's Triton kernels) needs a CUDA device; use loss: auto or chunked")
+    for wanted, setting, instead in ((cfg.loss == "fused", "loss: fused", "use loss: auto or chunked"),
+                                     (cfg.liger_kernels, "liger_kernels: true", "set liger_kernels: false")):
+        missing = _liger_missing() if wanted else None
+        if missing:
+            issues.append(f"{setting} needs {missing}; {instead}")
     if cfg.init_adapter and not (Path(cfg.init_adapter) / "adapter_config.json").is_file():
         issues.append(f"init_adapter: {cfg.init_adapter!r} holds no adapter (adapter_config.json); give a finished "
                       "finetune run folder")
@@ -161,6 +157,19 @@ def check_inputs(cfg: FinetuneConfig) -> None:
                           "choose a new or empty folder")
     if issues:
         raise ValueError("cannot start:\n  - " + "\n  - ".join(issues))
+
+
+def _liger_missing() -> str | None:
+    """What liger-kernel's Triton kernels lack here (the package, a CUDA device), or None."""
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("liger_kernel") is None:
+        return "the liger-kernel package (pip install liger-kernel)"
+    if not torch.cuda.is_available():
+        return "a CUDA device (liger-kernel's kernels are Triton kernels)"
+    return None
 
 
 def _is_main() -> bool:

@@ -6,6 +6,7 @@ One QLoRA run (module fixture) serves most assertions; merge, the NaN stop and p
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import random
 from pathlib import Path
@@ -297,3 +298,81 @@ def test_paged_8bit_optimizer_from_the_recipe_options(trained, tmp_path):
     assert inner.args.optim_bits == 8 and inner.is_paged
     losses = [m["loss"] for m in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in m]
     assert len(losses) == 3 and all(x == x for x in losses)
+
+
+def test_liger_layer_kernels_are_refused_where_they_cannot_run(trained, tmp_path):
+    """liger_kernels: true on a machine without liger-kernel or a CUDA device: one clear line before anything
+    loads, naming the setting and what to do."""
+    from finetune.train import _liger_missing, check_inputs
+
+    if _liger_missing() is None:
+        pytest.skip("liger-kernel runs here")
+    cfg = load_config(TINY_RECIPE, model=str(trained.model_dir), data=str(trained.data),
+                      output_dir=str(tmp_path / "o"), liger_kernels=True)
+    with pytest.raises(ValueError, match=r"liger_kernels: true needs (the liger-kernel package|a CUDA device).*; "
+                                         r"set liger_kernels: false"):
+        check_inputs(cfg)
+
+
+@pytest.fixture
+def liger_undone(monkeypatch):
+    """liger-kernel also swaps the rotary function and the norm and MLP classes of the model's module, for the
+    whole process (models made later use them): put them back."""
+    from transformers.models.llama import modeling_llama
+
+    for name in ("apply_rotary_pos_emb", "LlamaRMSNorm", "LlamaMLP"):
+        monkeypatch.setattr(modeling_llama, name, getattr(modeling_llama, name))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("liger_kernel") is None, reason="needs liger-kernel")
+def test_liger_layer_kernels_patch_the_layers_under_the_adapters(trained, liger_undone):
+    """The norms, MLPs and rotary embeddings of the base run liger-kernel's kernels, the LoRA layers stay where
+    they were (the patched MLP calls the adapted projections), and the loss is not patched (loss chooses it)."""
+    from transformers.models.llama import modeling_llama
+
+    from finetune.config import FinetuneConfig
+    from finetune.model import load_model
+
+    plain_forward = type(load_model(FinetuneConfig(model=str(trained.model_dir), data="x", quantization="none"),
+                                    torch.float32).get_base_model()).forward
+    cfg = FinetuneConfig(model=str(trained.model_dir), data="x", quantization="none", liger_kernels=True)
+    model = load_model(cfg, torch.float32)
+    base = model.get_base_model()
+    layer = base.model.layers[0]
+    assert layer.mlp._get_name() == "LigerSwiGLUMLP"
+    assert layer.input_layernorm.forward.__func__.__qualname__ == "LigerRMSNorm.forward"
+    assert base.model.norm.forward.__func__.__qualname__ == "LigerRMSNorm.forward"
+    assert type(layer.mlp.gate_proj).__module__.startswith("peft") and hasattr(layer.mlp.gate_proj, "lora_A")
+    assert "liger" in modeling_llama.apply_rotary_pos_emb.__module__
+    assert "forward" not in vars(base) and type(base).forward is plain_forward  # the loss: not liger's
+
+
+def test_liger_layer_kernels_refuse_a_model_type_they_do_not_patch(trained):
+    pytest.importorskip("liger_kernel")
+    from finetune.model import apply_layer_kernels
+
+    with pytest.raises(ValueError, match=r"liger_kernels: liger-kernel has no kernels for model type 'gpt2'"):
+        apply_layer_kernels(SimpleNamespace(config=SimpleNamespace(model_type="gpt2")))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("liger_kernel") is None,
+                    reason="liger-kernel's Triton kernels need a CUDA device")
+def test_liger_layer_kernels_give_the_models_logits_and_gradients(trained, liger_undone):
+    """On a GPU: the same logits (bf16 tolerance) and LoRA gradients with and without liger's layer kernels."""
+    from finetune.config import FinetuneConfig
+    from finetune.model import load_model
+
+    torch.manual_seed(0)
+    ids = torch.randint(3, 200, (1, 48), device="cuda")
+    results = []
+    for liger in (False, True):
+        cfg = FinetuneConfig(model=str(trained.model_dir), data="x", quantization="none", liger_kernels=liger,
+                             lora_dropout=0.0)
+        torch.manual_seed(1)
+        model = load_model(cfg, torch.bfloat16).cuda()
+        logits = model(input_ids=ids).logits.float()
+        logits.logsumexp(-1).sum().backward()
+        grad = next(p.grad for n, p in model.named_parameters() if "lora_A" in n and p.grad is not None)
+        results.append((logits.detach(), grad.float()))
+    torch.testing.assert_close(results[1][0], results[0][0], atol=5e-2, rtol=5e-2)
+    torch.testing.assert_close(results[1][1], results[0][1], atol=5e-2, rtol=5e-2)
