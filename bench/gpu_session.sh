@@ -4,8 +4,8 @@
 # network: their wheels travel with the working tree in .whl/ (not tracked; make it here first):
 #
 #   bench/gpu_session.sh wheels          # pip download into .whl/ the versions constraints.txt pins (~58 MB)
-#   bench/gpu_session.sh profile         # on the GPU: where a small shape's step time goes (~4 min)
-#   bench/gpu_session.sh ablate          # on the GPU: the open questions of the 8B shape (~4 min)
+#   bench/gpu_session.sh small           # on the GPU: the 0.5B shape's ablations and profiles (~6 min)
+#   bench/gpu_session.sh large           # on the GPU: the 8B shape's ablations (~6 min)
 #   bench/gpu_session.sh table           # on the GPU: the whole table, three shapes, every arm (~8 min)
 #
 # Results go to $OUT (the device's return folder) or bench/results/gpu-session/. Each stage stays under the
@@ -27,7 +27,7 @@ wheels)
     $(pins bitsandbytes trl datasets dill multiprocess fsspec transformers peft) liger-kernel==0.8.5 && du -sh .whl
   exit $?
   ;;
-profile | ablate | table) ;;
+small | large | table) ;;
 *)
   sed -n '2,13p' "$0"
   exit 2
@@ -52,16 +52,16 @@ shape() {  # shape, seconds, then the benchmark's arguments
 }
 
 case "$stage" in
-profile)
-  # the host-bound reading of the small shapes, confirmed or not: device time against host time per operator
-  # (profiled arms first: a timeout must not cost them), then the same arms unprofiled beside them
-  shape qwen0.5b 230 --steps 8 --warmup 3 --examples 96 --skip-attention \
-    --arms "finetune:profile,trl_default:profile,finetune,finetune:liger_kernels=true,trl_default"
+small)
+  # ours against TRL's defaults, without the Trainer's autocast (LoRA in float32, as before it) and with
+  # liger-kernel's layer kernels; then where the step time goes, device against host time per operator
+  shape qwen0.5b 480 --steps 8 --warmup 3 --examples 96 --skip-attention \
+    --arms "finetune,finetune:autocast=false,trl_default,finetune:liger_kernels=true,finetune:profile,trl_default:profile"
   ;;
-ablate)
-  # MFU at 8B: our step against TRL's, with liger-kernel's layer kernels, and where its time goes
-  shape llama8b 230 --steps 4 --warmup 1 --examples 64 --skip-attention \
-    --arms "finetune,finetune:liger_kernels=true,trl_default,finetune:profile"
+large)
+  # MFU at 8B: the same ablations
+  shape llama8b 480 --steps 4 --warmup 1 --examples 64 --skip-attention \
+    --arms "finetune,finetune:autocast=false,trl_default,finetune:liger_kernels=true,finetune:profile"
   ;;
 table)
   shape qwen0.5b 200 --steps 12 --warmup 4 --examples 128

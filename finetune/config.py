@@ -151,6 +151,11 @@ class FinetuneConfig:
         "(CUDA; pip install liger-kernel). auto: fused where it can run, else chunked. full: transformers' own "
         "loss over the full float32 logits (the reference; memory grows with vocabulary x tokens).", "train",
         LOSSES)
+    autocast: bool = _f(
+        True, "On a GPU with a bf16 or fp16 compute_dtype: the forward under the Trainer's mixed-precision autocast "
+        "(as TRL's defaults run), so the LoRA matmuls run in the compute dtype while the adapter weights stay float32 "
+        "for the optimizer. false: peft casts every adapter's input to float32 and multiplies in float32 (slower "
+        "on a GPU, and those float32 copies are kept for the backward). No effect on a CPU.", "train")
     liger_kernels: bool = _f(
         False, "liger-kernel's Triton kernels for the layers (RMSNorm, the SwiGLU MLP, rotary embeddings) in place "
         "of transformers' chains of small ops, as TRL's use_liger_kernel does: fewer kernel launches and less memory "

@@ -55,6 +55,7 @@ def provenance(cfg, eot, dtype, stats, trainer, started) -> dict:
     prov.update({
         "global_step": trainer.state.global_step,
         "loss": getattr(trainer.compute_loss_func, "kind", "full"),  # finetune/loss.py: fused, chunked or full
+        "autocast": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else None,  # mixed precision
         "attention": getattr(trainer.model.config, "_attn_implementation", None),
         "packed_attention": packed_attention(),  # finetune/attention.py: flash, nested or loop ([] when unused)
         "first_train_loss": train_losses[0] if train_losses else None,

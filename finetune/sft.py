@@ -72,10 +72,8 @@ def training_arguments(cfg: FinetuneConfig, run_dir: Path, dtype, *, has_dev: bo
         adam_beta2=cfg.adam_beta2,
         max_grad_norm=cfg.max_grad_norm,
         optim=cfg.optim,
-        # mixed-precision autocast only for an unquantized base on a GPU; on a CPU the weights are already in
-        # ``dtype`` (load_base), and the Trainer refuses bf16 autocast there
-        bf16=dtype == torch.bfloat16 and cfg.quantization == "none" and torch.cuda.is_available(),
-        fp16=dtype == torch.float16 and cfg.quantization == "none" and torch.cuda.is_available(),
+        bf16=mixed_precision(cfg, dtype) == "bf16",
+        fp16=mixed_precision(cfg, dtype) == "fp16",
         activation_checkpointing=cfg.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False},
         logging_steps=cfg.logging_steps,
@@ -98,6 +96,18 @@ def training_arguments(cfg: FinetuneConfig, run_dir: Path, dtype, *, has_dev: bo
         use_cache=False,
         **extra,
     )
+
+
+def mixed_precision(cfg: FinetuneConfig, dtype) -> str | None:
+    """The Trainer's autocast for this run: ``bf16`` / ``fp16`` on a GPU with that compute dtype (``autocast: true``,
+    quantized base or not), else None. Without it peft runs each LoRA adapter in float32 (the adapter weights'
+    dtype), casting its input up and its output back. On a CPU the weights are already in ``dtype`` (load_base),
+    and the Trainer refuses bf16 autocast there."""
+    import torch
+
+    if not (cfg.autocast and torch.cuda.is_available()):
+        return None
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype)
 
 
 def make_trainer(cfg: FinetuneConfig, model, tokenizer, train_rows, dev_rows, run_dir: Path, dtype,

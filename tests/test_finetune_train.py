@@ -279,6 +279,23 @@ def test_the_run_records_its_loss_and_attention_paths(trained):
     prov = json.loads((trained.run_dir / "provenance.json").read_text())
     assert prov["loss"] == "chunked" and prov["attention"] == "finetune_packed_sdpa"
     assert prov["packed_attention"] == (["loop"] if not torch.cuda.is_available() else ["flash"])
+    bf16_gpu = torch.cuda.is_available() and prov["compute_dtype"] == "bfloat16"
+    assert prov["autocast"] == ("bf16" if bf16_gpu else None)
+
+
+def test_adapters_compute_in_the_compute_dtype_under_autocast_on_a_gpu(monkeypatch):
+    """On a GPU with a bf16/fp16 compute dtype the Trainer's autocast is on, for a 4-bit base too (without it peft
+    runs every LoRA adapter in float32); off on a CPU, in float32, and with autocast: false."""
+    from finetune.config import FinetuneConfig
+    from finetune.sft import mixed_precision
+
+    nf4 = FinetuneConfig(model="m", data="x")
+    assert mixed_precision(nf4, torch.bfloat16) is None or torch.cuda.is_available()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert mixed_precision(nf4, torch.bfloat16) == "bf16"
+    assert mixed_precision(FinetuneConfig(model="m", data="x", quantization="none"), torch.float16) == "fp16"
+    assert mixed_precision(nf4, torch.float32) is None
+    assert mixed_precision(FinetuneConfig(model="m", data="x", autocast=False), torch.bfloat16) is None
 
 
 def test_paged_8bit_optimizer_from_the_recipe_options(trained, tmp_path):
