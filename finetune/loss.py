@@ -105,6 +105,11 @@ class CausalLMLoss:
         mask = shift != -100
         h = hidden[:, :-1][mask]
         targets = shift[mask]
+        weight = getattr(head, "weight", None)
+        if weight is not None and weight.is_floating_point() and h.dtype != weight.dtype:
+            # under mixed precision accelerate hands the model's outputs over in float32 and the loss runs outside
+            # autocast: the head's matmul in its own dtype, as autocast would run it (the cross-entropy stays float32)
+            h = h.to(weight.dtype)
         if self.kind == "fused":
             total = fused_cross_entropy(h, head, targets)
         else:

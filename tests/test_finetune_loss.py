@@ -123,6 +123,38 @@ def test_causal_lm_loss_equals_the_models_own_loss(tiny_model_dir, dtype, batchi
             torch.testing.assert_close(got_grads[name], p.grad, **TOL[dtype], msg=name)
 
 
+def test_causal_lm_loss_takes_the_float32_outputs_of_a_mixed_precision_forward(tiny_model_dir):
+    """Under the Trainer's mixed precision (finetune's autocast on a GPU) accelerate runs the forward under autocast
+    and converts its outputs to float32, and the loss runs outside autocast: the hidden states reach the loss in
+    float32 while the head is bf16. The loss takes them (it failed on the dtype mismatch) and gives the model's own
+    mixed-precision loss and LoRA gradients. The CPU's autocast stands in for the GPU's here."""
+    from accelerate.utils import convert_outputs_to_fp32
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    eot = D.setup_template(tok, None, None)
+    exs = [{"id": str(i), "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+           for i, (q, a) in enumerate([("one", "first answer here"), ("two two", "the second answer")])]
+    rows, _ = D.build_rows(tok, exs, eot, 128, "truncate")
+    model = _peft_model(tiny_model_dir, torch.bfloat16)
+    forward = convert_outputs_to_fp32(torch.autocast("cpu", dtype=torch.bfloat16)(model.forward))
+    loss_fn = L.CausalLMLoss(model, "chunked")
+    batch = D.collator_for("padding_free", tok.pad_token_id, extra=loss_fn.model_inputs)(rows)
+    labels = batch.pop("labels")
+    outputs = forward(**batch)
+    assert outputs.hidden_states[-1].dtype == torch.float32
+    got = loss_fn(outputs, labels)
+    got.backward()
+    got_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    want = forward(**D.collator_for("padding_free", tok.pad_token_id)(rows)).loss
+    want.backward()
+    torch.testing.assert_close(got, want, **TOL[torch.bfloat16])
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(got_grads[name], p.grad, atol=5e-2, rtol=5e-2, msg=name)
+
+
 def test_auto_takes_the_chunked_path_without_liger_or_cuda(tiny_model_dir, caplog):
     model = _peft_model(tiny_model_dir, torch.float32)
     with caplog.at_level(logging.INFO, logger="finetune"):
