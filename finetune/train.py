@@ -27,6 +27,11 @@ from finetune.provenance import config_header, model_card, now, provenance, star
 from finetune.sft import CHECKPOINTS
 
 log = logging.getLogger("finetune")
+# The Trainer orders checkpoints by mtime when it rotates them, and where two were saved within a second (short
+# steps) says "mtime may not be reliable on this filesystem" and orders them by step: nothing is wrong, and step
+# order is what it uses then. Kept off the terminal.
+logging.getLogger("transformers.trainer_utils").addFilter(lambda record: "mtime may not be reliable" not in
+                                                          record.getMessage())
 
 class TrainingInterrupted(RuntimeError):
     """Training stopped early on SIGTERM after saving a checkpoint; ``--resume`` continues it."""

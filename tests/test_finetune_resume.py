@@ -84,14 +84,16 @@ def test_sigterm_and_sigkill_then_resume_reaches_the_same_step_count(tmp_path, t
 
 def test_the_terminal_stays_quiet(tmp_path, tiny_model_dir):
     """No library's deprecation warning reaches the user (peft reads transformers' deprecated
-    ``is_gradient_checkpointing`` when it wraps a model that does not checkpoint)."""
+    ``is_gradient_checkpointing`` when it wraps a model that does not checkpoint), nor the Trainer's notice
+    that "mtime may not be reliable on this filesystem" when it rotates checkpoints saved within a second."""
     data = write_curated(tmp_path / "d")
     done = subprocess.run([sys.executable, "-m", "finetune", *_run_args(tiny_model_dir, data, tmp_path / "run",
                                                                          "--gradient_checkpointing", "false",
-                                                                         "--max_steps", "1")],
+                                                                         "--max_steps", "3", "--save_steps", "1")],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "Warning" not in done.stderr, done.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-3"]
+    assert "Warning" not in done.stderr and "mtime" not in done.stderr, done.stderr[-3000:]
 
 
 def test_existing_run_folder_needs_resume_or_overwrite(tmp_path, tiny_model_dir):
