@@ -169,8 +169,15 @@ def _load_disk_dataset(path: Path, split: str):
     return ds
 
 
+def is_export_folder(path: str | os.PathLike) -> bool:
+    """A curation export (``data/<name>/``: manifest.json beside train.jsonl and dev.jsonl), read as its splits."""
+    path = Path(str(path))
+    return path.is_dir() and (path / "manifest.json").is_file() and (path / "train.jsonl").is_file()
+
+
 def container_kind(source: str | os.PathLike) -> str:
-    """``jsonl``/``json``/``parquet``/``csv``/``disk``/``hub`` for a path or Hub id."""
+    """``jsonl``/``json``/``parquet``/``csv``/``disk``/``hub`` for a path or Hub id (``jsonl`` for a curation
+    export folder: its ``<split>.jsonl``)."""
     s = str(source)
     if s.startswith("hf:"):
         return "hub"
@@ -179,8 +186,10 @@ def container_kind(source: str | os.PathLike) -> str:
         if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists() \
                 or (path / "state.json").exists():
             return "disk"
-        raise DataError("folder is not a `datasets` save_to_disk folder (no dataset_info.json or "
-                        "dataset_dict.json)", path=path)
+        if is_export_folder(path):
+            return "jsonl"
+        raise DataError("folder is neither a curation export (manifest.json and train.jsonl) nor a `datasets` "
+                        "save_to_disk folder (dataset_info.json or dataset_dict.json)", path=path)
     if path.exists():
         suffix = "".join(path.suffixes[-1:]).lower()
         if suffix in FILE_SUFFIXES:
@@ -196,6 +205,12 @@ def iter_records(source: str | os.PathLike, *, split: str = "train") -> Iterator
     """Yield ``(where, record_or_error, raw)`` for every record of a container."""
     kind = container_kind(source)
     path = Path(str(source))
+    if is_export_folder(path):
+        if not (path / f"{split}.jsonl").is_file():
+            splits = sorted(p.stem for p in path.glob("*.jsonl"))
+            raise DataError(f"split {split!r} not found in this curation export (splits: {', '.join(splits)})",
+                            path=path)
+        path = path / f"{split}.jsonl"
     if kind != "hub" and kind != "disk" and path.stat().st_size == 0:
         raise DataError("empty file", path=path)
     if kind == "jsonl":

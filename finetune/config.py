@@ -79,10 +79,11 @@ class FinetuneConfig:
     lora_target: str = _f("all-linear", "Modules that get adapters: all-linear (every linear layer but the "
                           "output head, as in QLoRA) or a comma-separated list such as q_proj,v_proj.", "lora")
     # ----------------------------------------------------------------- data
-    data: str = _f("", "Training data: a JSONL/JSON/Parquet/CSV file in messages format (the "
-                   "curation export data/<name>/train.jsonl), a datasets save_to_disk folder, or a Hub "
-                   "dataset id (hf:owner/name).", "data",
-                   required="a messages-format file, a save_to_disk folder or a Hub dataset id")
+    data: str = _f("", "Training data: a curation export folder (data/<name>: its train.jsonl, and its "
+                   "dev.jsonl as the dev set unless dev_data is given), a JSONL/JSON/Parquet/CSV file in messages "
+                   "format, a datasets save_to_disk folder, or a Hub dataset id (hf:owner/name).", "data",
+                   required="a curation export folder, a messages-format file, a save_to_disk folder or a Hub "
+                   "dataset id")
     swap_roles: bool = _f(
         False, "Train a backward model (instruction backtranslation, Humpback): each example's answer becomes "
         "the user turn and its instruction the answer to learn, so the model writes the instruction a text "
@@ -90,8 +91,8 @@ class FinetuneConfig:
     data_split: str = _f("train", "Split to read from a save_to_disk folder with several splits or a Hub "
                          "dataset.", "data")
     dev_data: typing.Optional[str] = _f(None, "Separate dev set for the dev loss (same formats as data). "
-                                        "When null, dev_size of data is held out.", "data")
-    dev_size: float = _f(0.05, "Fraction of data held out (seeded) for the dev loss when dev_data is null; "
+                                        "When null: an export folder's dev.jsonl, else dev_size of data is held out.", "data")
+    dev_size: float = _f(0.05, "Fraction of data held out (seeded) for the dev loss when there is no dev set; "
                          "at least one example; 0 turns the dev loss off.", "data")
     chat_template: typing.Optional[str] = _f(
         None, "Chat template: null uses the tokenizer's own, or for a base model without one the default "

@@ -56,6 +56,20 @@ def read_messages(source: str, split: str = "train") -> list[dict]:
     return result.examples
 
 
+def dev_source(cfg) -> tuple[str, str] | None:
+    """Where the dev examples come from, as (source, split): ``dev_data`` (its ``data_split``); else, where ``data``
+    is a curation export folder with a dev.jsonl, that file; else None (a ``dev_size`` share of the training data)."""
+    from pathlib import Path
+
+    from contract.readers import is_export_folder
+
+    if cfg.dev_data:
+        return cfg.dev_data, cfg.data_split
+    if is_export_folder(cfg.data) and (Path(cfg.data) / "dev.jsonl").is_file():
+        return cfg.data, "dev"
+    return None
+
+
 def swap_roles(examples: list[dict]) -> list[dict]:
     """Backward examples for instruction backtranslation (Humpback, Li et al. 2023): the answer becomes the
     user turn and the instruction the assistant's answer, so a model trained on them writes the instruction

@@ -39,8 +39,9 @@ def load_data(cfg: FinetuneConfig, tokenizer, eot: str):
     from contract.readers import read_preferences
 
     pairs = read_preferences(cfg.data, split=cfg.data_split).examples
-    if cfg.dev_data:
-        train, dev = pairs, read_preferences(cfg.dev_data, split=cfg.data_split).examples
+    dev_from = fdata.dev_source(cfg)
+    if dev_from:
+        train, dev = pairs, read_preferences(dev_from[0], split=dev_from[1]).examples
     else:
         train, dev = fdata.split_dev(pairs, cfg.dev_size, cfg.seed)
     stats, out = {}, []

@@ -23,8 +23,9 @@ def load_data(cfg: FinetuneConfig, tokenizer, eot: str) -> tuple[list[dict], lis
     examples = fdata.read_messages(cfg.data, split=cfg.data_split)
     if cfg.swap_roles:  # a backward model: answer -> instruction
         examples = fdata.swap_roles(examples)
-    if cfg.dev_data:
-        dev = fdata.read_messages(cfg.dev_data, split=cfg.data_split)
+    dev_from = fdata.dev_source(cfg)
+    if dev_from:
+        dev = fdata.read_messages(*dev_from)
         train, dev = examples, fdata.swap_roles(dev) if cfg.swap_roles else dev
     else:
         train, dev = fdata.split_dev(examples, cfg.dev_size, cfg.seed)

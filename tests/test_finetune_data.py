@@ -329,3 +329,32 @@ def test_swap_roles_trains_the_instruction_given_the_answer(tmp_path, tiny_model
     assert not any("Be brief." in p or "Again?" in p for p in prompts)
     with pytest.raises(ValueError, match="swap_roles"):
         check(FinetuneConfig(model=str(tiny_model_dir), data=str(path), swap_roles=True, method="dpo"))
+
+
+def test_a_curation_export_folder_is_data_and_its_dev_jsonl_the_dev_set(tmp_path, tiny_model_dir, tok):
+    """--data data/<name> (the folder `curation export` writes): its train.jsonl trains and its dev.jsonl is the
+    dev set; without a dev.jsonl, dev_size of the training examples is held out; dev_data, when given, wins."""
+    from finetune.config import FinetuneConfig
+    from finetune.sft import load_data
+
+    folder = tmp_path / "my-lima"
+    folder.mkdir()
+
+    def write(name, n, tag):
+        with open(folder / name, "w", encoding="utf-8") as fh:
+            for i in range(n):
+                fh.write(json.dumps({"messages": [{"role": "user", "content": f"{tag} question {i}"},
+                                                  {"role": "assistant", "content": f"{tag} answer {i}"}]}) + "\n")
+
+    write("train.jsonl", 20, "train")
+    (folder / "manifest.json").write_text("{}")
+    eot = D.setup_template(tok, None, None)
+    cfg = FinetuneConfig(model=str(tiny_model_dir), data=str(folder), dev_size=0.1)
+    train, dev, _ = load_data(cfg, tok, eot)
+    assert (len(train), len(dev)) == (18, 2)  # no dev.jsonl: 10 % held out
+    write("dev.jsonl", 3, "dev")
+    train, dev, stats = load_data(cfg, tok, eot)
+    assert (len(train), len(dev)) == (20, 3) and stats["dev"]["examples"] == 3
+    write("other.jsonl", 4, "other")
+    cfg = FinetuneConfig(model=str(tiny_model_dir), data=str(folder), dev_data=str(folder / "other.jsonl"))
+    assert [len(x) for x in load_data(cfg, tok, eot)[:2]] == [20, 4]

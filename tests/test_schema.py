@@ -470,7 +470,29 @@ def test_missing_file_is_not_mistaken_for_a_hub_id(tmp_path, monkeypatch):
 def test_folder_that_is_not_a_saved_dataset(tmp_path):
     (tmp_path / "folder").mkdir()
     err = error_of(tmp_path / "folder")
-    assert str(err).startswith(f"{tmp_path / 'folder'}: folder is not a `datasets` save_to_disk folder")
+    assert str(err).startswith(f"{tmp_path / 'folder'}: folder is neither a curation export (manifest.json and "
+                               "train.jsonl) nor a `datasets` save_to_disk folder")
+
+
+def test_a_curation_export_folder_reads_as_its_splits(tmp_path):
+    """data/<name>/ as `curation export` writes it: the folder stands for its train.jsonl (or another split's
+    file); errors name the file and line; a split it lacks is an error listing those it has."""
+    folder = tmp_path / "my-lima"
+    folder.mkdir()
+
+    def rec(answer):
+        return json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}]})
+
+    (folder / "train.jsonl").write_text(rec("from train") + "\n{not json\n")
+    (folder / "dev.jsonl").write_text(rec("from dev") + "\n")
+    (folder / "manifest.json").write_text("{}")
+    assert container_kind(folder) == "jsonl"
+    train = read_examples(folder, on_error="skip")
+    assert [e["messages"][1]["content"] for e in train.examples] == ["from train"]
+    assert [(r.path, r.line) for r in train.rejects] == [(str(folder / "train.jsonl"), 2)]
+    assert [e["messages"][1]["content"] for e in read_examples(folder, split="dev").examples] == ["from dev"]
+    with pytest.raises(DataError, match=r"split 'test' not found in this curation export \(splits: dev, train\)"):
+        read_examples(folder, split="test")
 
 
 def test_bytes_that_are_not_utf8_in_jsonl(tmp_path):
