@@ -14,7 +14,6 @@ set -u -o pipefail
 cd "$(dirname "$0")/.."
 stage=${1:-}
 OUT=${OUT:-bench/results/gpu-session}
-mkdir -p "$OUT"
 
 pins() { grep -iE "^($(echo "$*" | tr ' ' '|'))==" constraints.txt; }
 
@@ -34,6 +33,7 @@ small | large | table) ;;
   ;;
 esac
 
+mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     .whl/*.whl || exit 9
