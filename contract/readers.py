@@ -170,7 +170,8 @@ def _load_disk_dataset(path: Path, split: str):
 
 
 def is_export_folder(path: str | os.PathLike) -> bool:
-    """A curation export (``data/<name>/``: manifest.json beside train.jsonl and dev.jsonl), read as its splits."""
+    """A curation export folder (``data/<name>/``: manifest.json beside train.jsonl, and dev.jsonl where the export
+    held some out), read as its splits: ``<split>.jsonl``."""
     path = Path(str(path))
     return path.is_dir() and (path / "manifest.json").is_file() and (path / "train.jsonl").is_file()
 

@@ -91,7 +91,8 @@ class FinetuneConfig:
     data_split: str = _f("train", "Split to read from a save_to_disk folder with several splits or a Hub "
                          "dataset.", "data")
     dev_data: typing.Optional[str] = _f(None, "Separate dev set for the dev loss (same formats as data). "
-                                        "When null: an export folder's dev.jsonl, else dev_size of data is held out.", "data")
+                                        "When null: an export folder's dev.jsonl, else dev_size of data is held "
+                                        "out.", "data")
     dev_size: float = _f(0.05, "Fraction of data held out (seeded) for the dev loss when there is no dev set; "
                          "at least one example; 0 turns the dev loss off.", "data")
     chat_template: typing.Optional[str] = _f(

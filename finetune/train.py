@@ -33,6 +33,7 @@ log = logging.getLogger("finetune")
 logging.getLogger("transformers.trainer_utils").addFilter(lambda record: "mtime may not be reliable" not in
                                                           record.getMessage())
 
+
 class TrainingInterrupted(RuntimeError):
     """Training stopped early on SIGTERM after saving a checkpoint; ``--resume`` continues it."""
 
