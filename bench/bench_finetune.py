@@ -384,7 +384,7 @@ def run_arm(arm: str, model_dir: str, data: str, out: str, device: str, batch_si
         run(cfg, callbacks=(measure,))
         prov = json.loads((Path(out) / "provenance.json").read_text())
         result.update(loss_path=prov.get("loss"), attention=prov.get("attention"),
-                      packed_attention=prov.get("packed_attention"))
+                      packed_attention=prov.get("packed_attention"), autocast=prov.get("autocast"))
     else:
         from datasets import Dataset
         from trl import SFTConfig, SFTTrainer
