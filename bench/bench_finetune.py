@@ -26,7 +26,9 @@ process of this script, all with the same NF4 quantization config and the same L
 An arm may carry settings after colons, for ablations: ``finetune:loss=chunked`` (any training config key of
 ``finetune``, a YAML value), ``finetune:varlen=nested`` (the CUDA varlen kernel tried first, finetune/attention.py),
 and ``:profile`` on any arm (torch.profiler over the first two measured steps; the tables of the top operators by
-device and by host time go to ``--profile-dir``; a profiled arm's figures carry the profiler's overhead).
+device and by host time go to ``--profile-dir``; a profiled arm's figures carry the profiler's overhead). The JSON is
+rewritten after every arm (``"complete": false`` until the end); a SIGTERM (a time limit) kills the arm then running
+and exits 143, leaving the finished arms in it.
 
 Measured per arm: trained tokens = non-padding tokens of the measured steps (counted on the model's inputs by a
 forward pre-hook, on the device, without a sync); padding waste = padded positions / all positions. On a CPU the
@@ -58,6 +60,7 @@ import platform
 import random
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -640,7 +643,34 @@ def summarize(arms: dict, device: str, params: int, peak_tflops: float | None, s
     return summary, targets
 
 
-def bench_shape(shape: str, args, work: Path) -> dict:
+def _with_summary(result: dict, runs: dict[str, list], failed: dict[str, str], device: str, params: int, args,
+                  shape: str) -> dict:
+    """``result`` with the best run of each arm, the ratios and the targets (and the arms that failed)."""
+    rate = "tokens_per_cpu_second" if device == "cpu" else "tokens_per_second"
+    arms = {}
+    for arm, rs in runs.items():
+        if not rs:
+            continue
+        best = dict(max(rs, key=lambda a: a[rate]))
+        best["tokens_per_second"] = max(a["tokens_per_second"] for a in rs)
+        for key in ("tokens_per_second", "tokens_per_cpu_second", "peak_rss_mb", "peak_cuda_gib"):
+            if key in best:
+                best[f"{key}_all_runs"] = [a[key] for a in rs]
+        for key in ("peak_rss_mb", "peak_cuda_gib"):  # memory: the worst run
+            if key in best:
+                best[key] = max(best[f"{key}_all_runs"])
+        arms[arm] = best
+    peak = args.peak_tflops or (gpu_peak_tflops() if device == "cuda" else None)
+    summary, targets = summarize(arms, device, params, peak, shape)
+    result.update(arms=arms, summary=summary, targets_met=targets, peak_bf16_tflops=peak)
+    if failed:
+        result["failed_arms"] = dict(failed)
+    return result
+
+
+def bench_shape(shape: str, args, work: Path, progress=lambda result: None) -> dict:
+    """Every arm of ``shape``, then the loss and attention paths. ``progress(result)`` after each arm: the figures
+    so far, so that a run stopped by a time limit still leaves the arms it finished."""
     device = args.device
     data_spec = DATA[device]
     examples = args.examples or data_spec["examples"]
@@ -681,30 +711,13 @@ def bench_shape(shape: str, args, work: Path) -> dict:
                 print(f"[{shape}] round {r} {arm}: {err}", flush=True)
                 continue
             runs[arm].append(a)
+            progress(_with_summary(dict(result), runs, failed, device, params, args, shape))
             memory = (f"peak {a['peak_cuda_gib']} GiB (training {a['train_peak_cuda_gib']})" if device == "cuda"
                       else f"peak RSS {a['peak_rss_mb']:7.1f} MB")
             print(f"[{shape}] round {r} {arm:16s} {a['tokens_per_second']:9.1f} tok/s {a['tokens_per_cpu_second']:8.1f} "
                   f"tok/cpu-s  waste {100 * a['padding_waste']:4.1f} %  {memory}  steps {a['measured_steps']}  "
                   f"load {a['load_average']}", flush=True)
-    rate = "tokens_per_cpu_second" if device == "cpu" else "tokens_per_second"
-    arms = {}
-    for arm, rs in runs.items():
-        if not rs:
-            continue
-        best = dict(max(rs, key=lambda a: a[rate]))
-        best["tokens_per_second"] = max(a["tokens_per_second"] for a in rs)
-        for key in ("tokens_per_second", "tokens_per_cpu_second", "peak_rss_mb", "peak_cuda_gib"):
-            if key in best:
-                best[f"{key}_all_runs"] = [a[key] for a in rs]
-        for key in ("peak_rss_mb", "peak_cuda_gib"):  # memory: the worst run
-            if key in best:
-                best[key] = max(best[f"{key}_all_runs"])
-        arms[arm] = best
-    peak = args.peak_tflops or (gpu_peak_tflops() if device == "cuda" else None)
-    summary, targets = summarize(arms, device, params, peak, shape)
-    result.update(arms=arms, summary=summary, targets_met=targets, peak_bf16_tflops=peak)
-    if failed:
-        result["failed_arms"] = failed
+    result = _with_summary(result, runs, failed, device, params, args, shape)
 
     if not args.skip_loss:
         tokens = args.loss_tokens or (1024 if device == "cpu" else 8192)
@@ -794,15 +807,40 @@ def main(argv=None) -> int:
         raise SystemExit(f"--shape: unknown {', '.join(unknown)} (choose from {', '.join(SHAPES)})")
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="bench-finetune-"))
-    results = {}
-    try:
-        for shape in shapes:
-            results[shape] = bench_shape(shape, args, work)
-            shutil.rmtree(work / shape, ignore_errors=True)  # an 8B model is 16 GB on disk, its adapters GBs more
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out or REPO / "bench" / "results" / ("finetune.json" if args.device == "cpu"
                                                         else "finetune-gpu.json"))
+    results: dict = {}
+    signal.signal(signal.SIGTERM, _stop)  # a time limit's SIGTERM: the running arm's process is killed too
+    try:
+        for shape in shapes:
+            results[shape] = bench_shape(shape, args, work, progress=lambda r, shape=shape: write_record(
+                out, {**results, shape: r}, args, argv, started, complete=False))
+            shutil.rmtree(work / shape, ignore_errors=True)  # an 8B model is 16 GB on disk, its adapters GBs more
+    except Stopped:
+        print(f"stopped by SIGTERM; {out} holds the arms that finished (complete: false)", flush=True)
+        return 143
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    record = write_record(out, results, args, argv, started, complete=True)
+    print(json.dumps({s: {"summary": r["summary"], "targets_met": r["targets_met"]} for s, r in results.items()},
+                     indent=2))
+    print(f"written to {out} after {record['seconds']:.0f} s")
+    return 0
+
+
+class Stopped(BaseException):
+    """SIGTERM (a time limit): not an Exception, so neither an arm's failure handler nor a library catches it."""
+
+
+def _stop(signum, frame):
+    raise Stopped()
+
+
+def write_record(out: Path, results: dict, args, argv, started: float, *, complete: bool) -> dict:
+    """The benchmark's JSON: setup, machine and the shapes measured so far (``complete``: every arm and path of
+    every shape asked for), written whole (a temporary file renamed over the old one)."""
+    import torch
+
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
     record = {
         "command": "python bench/bench_finetune.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -824,13 +862,13 @@ def main(argv=None) -> int:
                     "torch": torch.__version__, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "seconds": round(time.perf_counter() - started, 1),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "complete": complete,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({s: {"summary": r["summary"], "targets_met": r["targets_met"]} for s, r in results.items()},
-                     indent=2))
-    print(f"written to {out} after {record['seconds']:.0f} s")
-    return 0
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out)
+    return record
 
 
 if __name__ == "__main__":

@@ -25,3 +25,38 @@ def test_a_target_whose_arm_did_not_run_is_not_judged():
     assert targets["throughput_ge_2x_trl_default"] is None and targets["peak_memory_le_trl_default"] is None
     assert targets["padding_free_ge_1.5x_padded"] is None
     assert arms["finetune"]["mfu"] == round(6 * 494_000_000 * 6000 / 989e12, 4)
+
+
+def test_a_time_limit_keeps_the_arms_that_finished_and_kills_the_running_one(tmp_path):
+    """SIGTERM (a shell's `timeout`) in the middle of a shape: the JSON already holds the finished arm (written
+    after each arm, complete: false), the arm then running is killed with the benchmark, and it exits 143."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "ft.json"
+    proc = subprocess.Popen([sys.executable, str(Path(bench.__file__)), "--quick", "--shape", "tiny", "--arms",
+                             "finetune,finetune_padded,trl_default", "--skip-loss", "--skip-attention",
+                             "--skip-weights", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while not out.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert out.exists(), proc.communicate()[1][-3000:]
+    time.sleep(3)  # the second arm's process has started
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert children
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "stopped by SIGTERM" in stdout and "Traceback" not in stderr
+    record = json.loads(out.read_text())
+    assert record["complete"] is False
+    assert list(record["shapes"]["tiny"]["arms"]) == ["finetune"]
+    assert record["shapes"]["tiny"]["arms"]["finetune"]["tokens_per_cpu_second"] > 0
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower(), pid
+    assert not os.path.exists(out.with_name(out.name + ".tmp"))
