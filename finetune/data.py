@@ -59,8 +59,6 @@ def read_messages(source: str, split: str = "train") -> list[dict]:
 def dev_source(cfg) -> tuple[str, str] | None:
     """Where the dev examples come from, as (source, split): ``dev_data`` (its ``data_split``); else, where ``data``
     is a curation export folder with a dev.jsonl, that file; else None (a ``dev_size`` share of the training data)."""
-    from pathlib import Path
-
     from contract.readers import is_export_folder
 
     if cfg.dev_data:

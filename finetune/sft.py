@@ -55,6 +55,7 @@ def training_arguments(cfg: FinetuneConfig, run_dir: Path, dtype, *, has_dev: bo
     import torch
     from transformers import TrainingArguments
 
+    autocast = mixed_precision(cfg, dtype)
     report_to = []
     if cfg.tensorboard and (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")):
         report_to = ["tensorboard"]
@@ -73,8 +74,8 @@ def training_arguments(cfg: FinetuneConfig, run_dir: Path, dtype, *, has_dev: bo
         adam_beta2=cfg.adam_beta2,
         max_grad_norm=cfg.max_grad_norm,
         optim=cfg.optim,
-        bf16=mixed_precision(cfg, dtype) == "bf16",
-        fp16=mixed_precision(cfg, dtype) == "fp16",
+        bf16=autocast == "bf16",
+        fp16=autocast == "fp16",
         activation_checkpointing=cfg.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False},
         logging_steps=cfg.logging_steps,
