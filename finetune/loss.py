@@ -34,13 +34,23 @@ log = logging.getLogger("finetune")
 CHUNK_LOGITS = 2**25  # logits per chunk of the chunked path: 128 MiB in float32, whatever the vocabulary
 
 
+def liger_missing(device_type: str | None = None) -> str | None:
+    """What liger-kernel's Triton kernels lack here (its package, a CUDA device), or None. ``device_type``: where
+    the model is (None: whether this machine has a CUDA device at all, asked before anything loads)."""
+    if importlib.util.find_spec("liger_kernel") is None:
+        return "the liger-kernel package (pip install liger-kernel)"
+    on_cuda = torch.cuda.is_available() if device_type is None else device_type == "cuda"
+    if not on_cuda:
+        return "a CUDA device (liger-kernel's kernels are Triton kernels)"
+    return None
+
+
 def fused_available(model) -> str | None:
     """None when liger-kernel's fused linear cross-entropy can serve ``model``, else why not."""
-    if importlib.util.find_spec("liger_kernel") is None:
-        return "liger-kernel is not installed (pip install liger-kernel)"
     head = model.get_output_embeddings()
-    if head is None or head.weight.device.type != "cuda":
-        return "it needs the model on a CUDA device (Triton kernels)"
+    missing = liger_missing(head.weight.device.type if head is not None else "meta")
+    if missing:
+        return f"it needs {missing}"
     if type(head) is not torch.nn.Linear:
         return f"the LM head is a {type(head).__name__}, not a plain linear layer"
     return None

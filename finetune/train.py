@@ -127,6 +127,7 @@ def check_inputs(cfg: FinetuneConfig) -> None:
     from contract.schema import DataError
 
     from contract.models import model_problem
+    from finetune.loss import liger_missing
 
     issues = []
     problem = model_problem(cfg.model)  # a Hub id, a model folder, a .gguf file or a built-in name
@@ -141,7 +142,7 @@ def check_inputs(cfg: FinetuneConfig) -> None:
                 issues.append(f"{key}: {err}")
     for wanted, setting, instead in ((cfg.loss == "fused", "loss: fused", "use loss: auto or chunked"),
                                      (cfg.liger_kernels, "liger_kernels: true", "set liger_kernels: false")):
-        missing = _liger_missing() if wanted else None
+        missing = liger_missing() if wanted else None
         if missing:
             issues.append(f"{setting} needs {missing}; {instead}")
     if cfg.init_adapter and not (Path(cfg.init_adapter) / "adapter_config.json").is_file():
@@ -163,19 +164,6 @@ def check_inputs(cfg: FinetuneConfig) -> None:
                           "choose a new or empty folder")
     if issues:
         raise ValueError("cannot start:\n  - " + "\n  - ".join(issues))
-
-
-def _liger_missing() -> str | None:
-    """What liger-kernel's Triton kernels lack here (the package, a CUDA device), or None."""
-    import importlib.util
-
-    import torch
-
-    if importlib.util.find_spec("liger_kernel") is None:
-        return "the liger-kernel package (pip install liger-kernel)"
-    if not torch.cuda.is_available():
-        return "a CUDA device (liger-kernel's kernels are Triton kernels)"
-    return None
 
 
 def _is_main() -> bool:

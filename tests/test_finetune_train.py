@@ -320,9 +320,10 @@ def test_paged_8bit_optimizer_from_the_recipe_options(trained, tmp_path):
 def test_liger_layer_kernels_are_refused_where_they_cannot_run(trained, tmp_path):
     """liger_kernels: true on a machine without liger-kernel or a CUDA device: one clear line before anything
     loads, naming the setting and what to do."""
-    from finetune.train import _liger_missing, check_inputs
+    from finetune.loss import liger_missing
+    from finetune.train import check_inputs
 
-    if _liger_missing() is None:
+    if liger_missing() is None:
         pytest.skip("liger-kernel runs here")
     cfg = load_config(TINY_RECIPE, model=str(trained.model_dir), data=str(trained.data),
                       output_dir=str(tmp_path / "o"), liger_kernels=True)
