@@ -305,23 +305,27 @@ def _example_ids(train: Path) -> frozenset:
 
 def same_examples(files: dict[str, Path]) -> list[list[str]]:
     """Groups of strategies whose exported training sets hold the same examples (by id, in any order)."""
+    return [g for g, _ in _same_example_groups(files)]
+
+
+def _same_example_groups(files: dict[str, Path]) -> list[tuple[list[str], int]]:
+    """same_examples' groups, each with its number of examples (every file read once)."""
     groups: dict[frozenset, list[str]] = {}
     for strategy, train in files.items():
         groups.setdefault(_example_ids(train), []).append(strategy)
-    return [g for g in groups.values() if len(g) > 1]
+    return [(g, len(ids)) for ids, g in groups.items() if len(g) > 1]
 
 
 def say_same_examples(study: Study) -> list[list[str]]:
     """Say which strategies picked the same examples: they train and answer alike, so the judgments between them
     measure only the judge (e.g. curated and signals on a workspace whose decisions are the AI suggestions)."""
-    same = same_examples({s: study.train_file(s) for s in study.strategies})
-    for group in same:
-        n = len(_example_ids(study.train_file(group[0])))
+    same = _same_example_groups({s: study.train_file(s) for s in study.strategies})
+    for group, n in same:
         hint = (" (on a workspace pulled --unattended the curated decisions are the AI suggestions, made from the "
                 "same scores; pull human decisions for a real comparison)" if "curated" in group else "")
         print(f"study: {' and '.join(group)} selected the same {n} examples: their runs are alike and their "
               f"comparison says nothing about the selections{hint}", file=sys.stderr)
-    return same
+    return [g for g, _ in same]
 
 
 def selections(study: Study, same: list[list[str]]) -> dict:
