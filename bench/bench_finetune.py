@@ -25,8 +25,10 @@ process of this script, all with the same NF4 quantization config and the same L
 
 An arm may carry settings after colons, for ablations: ``finetune:loss=chunked`` (any training config key of
 ``finetune``, a YAML value), ``finetune:varlen=nested`` (the CUDA varlen kernel tried first, finetune/attention.py),
-and ``:profile`` on any arm (torch.profiler over the first two measured steps; the tables of the top operators by
-device and by host time go to ``--profile-dir``; a profiled arm's figures carry the profiler's overhead). The JSON is
+``:profile`` on any arm (torch.profiler over the first two measured steps; the tables of the top operators by
+device and by host time go to ``--profile-dir``; a profiled arm's figures carry the profiler's overhead), and
+``:full_length`` on any arm: data whose every conversation is longer than ``max_length`` (truncated to it), so each
+batch is ``batch_size`` x ``max_length`` tokens, the worst case for memory (its throughput is not compared). The JSON is
 rewritten after every arm (``"complete": false`` until the end); a SIGTERM (a time limit) kills the arm then running
 and exits 143, leaving the finished arms in it.
 
@@ -46,7 +48,8 @@ call and the nested-tensor varlen kernel), forward and backward; for the tiny sh
 
 Targets. CPU: finetune >= 1.3x TRL defaults with the same dtype, <= 1.0x its peak RSS, padding waste <= 5 %, NF4
 <= 0.35x bf16. GPU, per shape: >= 2.0x TRL defaults and <= 1.0x its peak memory, >= 1.2x TRL's best, padding-free
->= 1.5x our padded path, MFU at the 8B shape >= 35 %.
+>= 1.5x our padded path, MFU at the 8B shape >= 35 %, and the 8B shape's full-length batches (8 x 2,048 tokens,
+``finetune:full_length``) in <= 24 GiB.
 """
 
 from __future__ import annotations
@@ -109,6 +112,24 @@ def make_data(path: Path, n: int, median_words: int = 60, seed: int = 0) -> Path
             a = " ".join(words[start + q_len:start + q_len + a_len])
             msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
             fh.write(json.dumps({"id": f"b{i}", "messages": msgs, "source": "bench", "meta": {}}) + "\n")
+    return path
+
+
+def make_full_length_data(path: Path, n: int, max_length: int, seed: int = 0) -> Path:
+    """``n`` conversations whose answers have ``2 x max_length`` words: longer than ``max_length`` tokens with any
+    subword tokenizer (every word is at least one token), so truncation makes every one exactly ``max_length``."""
+    from pydoc_data.topics import topics
+
+    words = " ".join(topics.values()).split()
+    rng = random.Random(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for i in range(n):
+            start = rng.randrange(len(words) - 2 * max_length - 100)
+            q = " ".join(words[start:start + 20])
+            a = " ".join(words[start + 20:start + 20 + 2 * max_length])
+            msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+            fh.write(json.dumps({"id": f"f{i}", "messages": msgs, "source": "bench", "meta": {}}) + "\n")
     return path
 
 
@@ -287,7 +308,7 @@ def _measuring_callback(result: dict, warmup: int, cuda: bool, profile: "_Profil
         sync) and times the steps after ``warmup`` (CUDA: synchronized wall clock; CPU: process CPU time too)."""
 
         def __init__(self):
-            self.real = self.positions = 0
+            self.real = self.positions = self.largest = 0
             self.mark = None
 
         def _count(self, module, args, kwargs):
@@ -295,6 +316,7 @@ def _measuring_callback(result: dict, warmup: int, cuda: bool, profile: "_Profil
                 ids = kwargs.get("input_ids", args[0] if args else None)
                 mask = kwargs.get("attention_mask")
                 self.positions = self.positions + ids.numel()
+                self.largest = max(self.largest, ids.numel())  # positions of the largest micro-batch (a host int)
                 self.real = self.real + (mask.sum() if mask is not None else ids.numel())
 
         def _snapshot(self):
@@ -337,7 +359,8 @@ def _measuring_callback(result: dict, warmup: int, cuda: bool, profile: "_Profil
             result.update(
                 measured_steps=state.global_step - (warmup if self.mark else state.global_step),
                 train_seconds=end["t"] - start["t"], cpu_seconds=end["c"] - start["c"],
-                trained_tokens=int(real), positions=int(positions), global_step=state.global_step)
+                trained_tokens=int(real), positions=int(positions), global_step=state.global_step,
+                largest_batch_positions=self.largest)
 
     return Measure()
 
@@ -367,6 +390,10 @@ def run_arm(arm: str, model_dir: str, data: str, out: str, device: str, batch_si
     result: dict = {"arm": arm}
     base, settings = parse_arm(arm)
     profile = _Profile(cuda) if settings.pop("profile", False) else None
+    if settings.pop("full_length", False):  # every batch batch_size x max_length tokens (the data beside the run)
+        n = batch_size * (steps if cuda else 2)
+        data = str(make_full_length_data(Path(out + "-data") / "train.jsonl", n, max_length))
+        result["full_length"] = True
     if "varlen" in settings:
         os.environ["FINETUNE_VARLEN"] = str(settings.pop("varlen"))
     measure = _measuring_callback(result, warmup if cuda else 0, cuda, profile)
@@ -591,9 +618,11 @@ def _subprocess(args: list[str], what: str) -> dict:
     return res
 
 
-def arms_for(device: str, names: str | None) -> list[str]:
+def arms_for(device: str, names: str | None, shape: str = "tiny") -> list[str]:
     if names:
         return names.split(",")
+    if shape == "llama8b":  # the 8B target is memory on full-length batches too
+        return ["finetune", "finetune:full_length", "finetune_padded", "trl_default", "trl_best"]
     from contract.models import compute_dtype
 
     import torch
@@ -614,7 +643,7 @@ def summarize(arms: dict, device: str, params: int, peak_tflops: float | None, s
             a["mfu"] = round(6 * params * a["tokens_per_second"] / (peak_tflops * 1e12), 4)
     if ours:
         for other, a in arms.items():
-            if other != "finetune":
+            if other != "finetune" and not a.get("full_length"):  # other data: nothing to compare
                 summary[f"throughput_vs_{other}"] = round(ours[rate] / a[rate], 2)
                 summary[f"memory_vs_{other}"] = round(ours[mem] / a[mem], 3)
     same = "trl_same_dtype" if "trl_same_dtype" in arms else "trl_default"
@@ -640,6 +669,10 @@ def summarize(arms: dict, device: str, params: int, peak_tflops: float | None, s
         }
         if shape == "llama8b" and ours and "mfu" in ours:
             targets["mfu_ge_35pct"] = ours["mfu"] >= 0.35
+        if shape == "llama8b":  # batch 8 x 2,048 tokens in 24 GiB: only from batches that size
+            full = arms.get("finetune:full_length")
+            targets["fits_24gib_at_8x2048"] = (
+                None if not full or full.get("largest_batch_positions", 0) < 8 * 2048 else full["peak_cuda_gib"] <= 24)
     return summary, targets
 
 
@@ -690,7 +723,7 @@ def bench_shape(shape: str, args, work: Path, progress=lambda result: None) -> d
         print(f"[{shape}] NF4 {sizes['nf4_model_bytes'] / 2**20:.2f} MiB vs bf16 {sizes['bf16_model_bytes'] / 2**20:.2f}"
               f" MiB ({sizes['model_ratio']}x; linear layers {sizes['linear_ratio']}x)", flush=True)
 
-    names = arms_for(device, args.arms)
+    names = arms_for(device, args.arms, shape)
     runs: dict[str, list] = {a: [] for a in names}
     # The machine may be shared: every arm runs `rounds` times in a rotated order, and the best run counts
     failed: dict[str, str] = {}

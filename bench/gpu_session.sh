@@ -4,8 +4,8 @@
 # network: their wheels travel with the working tree in .whl/ (not tracked; make it here first):
 #
 #   bench/gpu_session.sh wheels          # pip download into .whl/ the versions constraints.txt pins (~58 MB)
-#   bench/gpu_session.sh issue           # on the GPU: issue 10's table at 0.5B and 8B, two ablations (~8 min)
-#   bench/gpu_session.sh more            # on the GPU: the 1B shape's table (~3 min)
+#   bench/gpu_session.sh issue           # on the GPU: issue 10's table at 0.5B and 8B (~9 min)
+#   bench/gpu_session.sh more            # on the GPU: the 1B shape's table, liger's layer kernels (~5 min)
 #   bench/gpu_session.sh profile         # on the GPU: where a 0.5B step's time goes, ours and TRL's (~3 min)
 #   bench/gpu_session.sh table           # on the GPU: the whole default table, three shapes, every arm (~9 min)
 #
@@ -56,24 +56,28 @@ shape() {  # shape, seconds, then the benchmark's arguments
 
 case "$stage" in
 issue)
-  # ours against TRL's defaults, our padded path and TRL's best, then ours without the Trainer's autocast (LoRA in
-  # float32, as before it) and with liger-kernel's layer kernels; at 8B ours and TRL's defaults (MFU, memory)
-  shape qwen0.5b 300 --steps 20 --warmup 4 --examples 160 --skip-attention \
-    --arms "finetune,trl_default,finetune_padded,trl_best,finetune:autocast=false,finetune:liger_kernels=true"
-  shape llama8b 240 --steps 4 --warmup 1 --examples 64 --skip-attention --arms "finetune,trl_default"
+  # 0.5B: ours against TRL's defaults, our padded path and TRL's best, then ours without the Trainer's autocast
+  # (LoRA in float32, as before it); 8B: ours (MFU), ours on full-length batches (8 x 2,048 tokens: the 24 GiB
+  # target), TRL's defaults
+  shape qwen0.5b 270 --steps 20 --warmup 4 --examples 160 --skip-attention \
+    --arms "finetune,trl_default,finetune_padded,trl_best,finetune:autocast=false"
+  shape llama8b 290 --steps 4 --warmup 1 --examples 64 --skip-attention \
+    --arms "finetune,finetune:full_length,trl_default"
   ;;
 more)
+  # 1B: the table's arms; then 0.5B with liger-kernel's layer kernels against ours without them
   shape llama1b 200 --steps 16 --warmup 4 --examples 128 --skip-attention \
     --arms "finetune,trl_default,finetune_padded,trl_best"
+  shape qwen0.5b 120 --steps 20 --warmup 4 --examples 160 --skip-attention --arms "finetune,finetune:liger_kernels=true"
   ;;
 profile)
   # device against host time per operator over two steps (a profiled arm's figures carry the profiler's cost)
   shape qwen0.5b 200 --steps 8 --warmup 4 --examples 64 --skip-attention --arms "finetune:profile,trl_default:profile"
   ;;
 table)
-  shape qwen0.5b 200 --steps 12 --warmup 4 --examples 128
-  shape llama1b 170 --steps 12 --warmup 4 --examples 128 --skip-attention
-  shape llama8b 170 --steps 4 --warmup 1 --examples 64 --skip-attention --arms finetune,trl_default
+  shape qwen0.5b 180 --steps 12 --warmup 4 --examples 128
+  shape llama1b 160 --steps 12 --warmup 4 --examples 128 --skip-attention
+  shape llama8b 230 --steps 4 --warmup 1 --examples 64 --skip-attention --arms finetune,finetune:full_length,trl_default
   ;;
 esac
 echo "== done $(date +%T); results in $OUT"

@@ -27,6 +27,45 @@ def test_a_target_whose_arm_did_not_run_is_not_judged():
     assert arms["finetune"]["mfu"] == round(6 * 494_000_000 * 6000 / 989e12, 4)
 
 
+def test_the_8b_memory_target_is_judged_only_on_full_length_batches():
+    """batch 8 x 2,048 in 24 GiB: judged from the full-length arm only when its batches were that large; that arm
+    ran on other data, so no throughput ratio is taken against it."""
+    arm = dict(tokens_per_second=4000.0, tokens_per_cpu_second=4000.0, peak_cuda_gib=10.0, padding_waste=0.0)
+    full = dict(arm, tokens_per_second=5000.0, peak_cuda_gib=15.0, full_length=True, largest_batch_positions=16384)
+    summary, targets = bench.summarize({"finetune": arm, "finetune:full_length": full}, "cuda", 8_030_000_000,
+                                       989.0, "llama8b")
+    assert targets["fits_24gib_at_8x2048"] is True
+    assert not any("full_length" in key for key in summary)
+    _, targets = bench.summarize({"finetune": arm, "finetune:full_length": dict(full, peak_cuda_gib=25.0)}, "cuda",
+                                 8_030_000_000, 989.0, "llama8b")
+    assert targets["fits_24gib_at_8x2048"] is False
+    short = dict(full, largest_batch_positions=4000)  # LIMA-shaped batches say nothing about 8 x 2,048
+    _, targets = bench.summarize({"finetune": arm, "finetune:full_length": short}, "cuda", 8_030_000_000, 989.0,
+                                 "llama8b")
+    assert targets["fits_24gib_at_8x2048"] is None
+    _, targets = bench.summarize({"finetune": arm}, "cuda", 8_030_000_000, 989.0, "llama8b")
+    assert targets["fits_24gib_at_8x2048"] is None
+
+
+def test_a_full_length_arm_trains_batches_of_batch_size_times_max_length(tmp_path):
+    """Every conversation of the full-length data is longer than max_length, so each batch is exactly
+    batch_size x max_length tokens (the tiny shape on the CPU, padding-free)."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "ft.json"
+    proc = subprocess.run([sys.executable, str(Path(bench.__file__)), "--quick", "--shape", "tiny", "--arms",
+                           "finetune:full_length", "--batch-size", "2", "--max-length", "96", "--skip-loss",
+                           "--skip-attention", "--skip-weights", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    arm = json.loads(out.read_text())["shapes"]["tiny"]["arms"]["finetune:full_length"]
+    assert arm["full_length"] is True and arm["global_step"] == 2
+    assert arm["largest_batch_positions"] == 2 * 96
+    assert arm["positions"] == arm["trained_tokens"] == 2 * 2 * 96
+
+
 def test_a_time_limit_keeps_the_arms_that_finished_and_kills_the_running_one(tmp_path):
     """SIGTERM (a shell's `timeout`) in the middle of a shape: the JSON already holds the finished arm (written
     after each arm, complete: false), the arm then running is killed with the benchmark, and it exits 143."""
