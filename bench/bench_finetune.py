@@ -121,11 +121,12 @@ def make_full_length_data(path: Path, n: int, max_length: int, seed: int = 0) ->
     from pydoc_data.topics import topics
 
     words = " ".join(topics.values()).split()
+    words *= 1 + (2 * max_length + 100) // len(words)  # the text repeats for answers longer than it (~65k words)
     rng = random.Random(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
         for i in range(n):
-            start = rng.randrange(len(words) - 2 * max_length - 100)
+            start = rng.randrange(len(words) - 2 * max_length - 20)
             q = " ".join(words[start:start + 20])
             a = " ".join(words[start + 20:start + 20 + 2 * max_length])
             msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
