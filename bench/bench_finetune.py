@@ -28,7 +28,8 @@ An arm may carry settings after colons, for ablations: ``finetune:loss=chunked``
 ``:profile`` on any arm (torch.profiler over the first two measured steps; the tables of the top operators by
 device and by host time go to ``--profile-dir``; a profiled arm's figures carry the profiler's overhead), and
 ``:full_length`` on any arm: data whose every conversation is longer than ``max_length`` (truncated to it), so each
-batch is ``batch_size`` x ``max_length`` tokens, the worst case for memory (its throughput is not compared). The JSON is
+batch is ``batch_size`` x ``max_length`` tokens, the worst case for memory (its throughput is not compared). Arm names
+and settings are checked before anything is built (every problem at once). The JSON is
 rewritten after every arm (``"complete": false`` until the end); a SIGTERM (a time limit) kills the arm then running
 and exits 143, leaving the finished arms in it.
 
@@ -257,6 +258,37 @@ def parse_arm(arm: str) -> tuple[str, dict]:
         key, eq, value = part.partition("=")
         settings[key] = yaml.safe_load(value) if eq else True
     return base, settings
+
+
+ARMS = ("finetune", "finetune_padded", "trl_default", "trl_same_dtype", "trl_best")
+BENCH_SETTINGS = ("profile", "full_length", "varlen")  # an arm's settings the benchmark itself takes
+
+
+def arm_problems(arms: list[str]) -> list[str]:
+    """Every problem with these arm names, found before anything is built: an unknown arm, a setting that is no
+    finetune config key (with the closest one) or has a bad value, config settings on a TRL arm, a bad varlen."""
+    from contract.config import ConfigError
+    from finetune.config import FinetuneConfig, check, from_dict
+
+    problems = []
+    for arm in arms:
+        base, settings = parse_arm(arm)
+        if base not in ARMS:
+            problems.append(f"arm {arm}: no arm {base!r} (choose from {', '.join(ARMS)})")
+            continue
+        if settings.get("varlen", "flash") not in ("flash", "nested", "loop"):
+            problems.append(f"arm {arm}: varlen={settings['varlen']} (choose flash, nested or loop)")
+        config = {k: v for k, v in settings.items() if k not in BENCH_SETTINGS}
+        if config and not base.startswith("finetune"):
+            problems.append(f"arm {arm}: only finetune arms take config settings ({', '.join(config)})")
+        elif config:
+            try:
+                check(from_dict(config, where=f"arm {arm}",
+                                base=FinetuneConfig(model="bench", data="bench", output_dir="bench", max_steps=1)))
+            except ConfigError as err:
+                problems += [f"arm {arm}: {line.strip()[2:].removesuffix(f' [arm {arm}]')}"
+                             for line in str(err).splitlines()[1:]]
+    return problems
 
 
 class _Profile:
@@ -839,6 +871,9 @@ def main(argv=None) -> int:
     unknown = [s for s in shapes if s not in SHAPES]
     if unknown:
         raise SystemExit(f"--shape: unknown {', '.join(unknown)} (choose from {', '.join(SHAPES)})")
+    problems = arm_problems(args.arms.split(",")) if args.arms else []
+    if problems:
+        raise SystemExit("--arms:\n  - " + "\n  - ".join(problems))
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="bench-finetune-"))
     out = Path(args.out or REPO / "bench" / "results" / ("finetune.json" if args.device == "cpu"

@@ -16,6 +16,36 @@ def test_an_arm_carries_config_settings_and_flags():
     assert bench.parse_arm("trl_default:profile") == ("trl_default", {"profile": True})
 
 
+def test_bad_arms_are_refused_before_anything_is_built(tmp_path):
+    """A typo in --arms fails at once, every problem listed, instead of after the model is built (minutes at 8B,
+    on a GPU lent for a quarter of an hour)."""
+    import subprocess
+    import sys
+
+    assert bench.arm_problems(["finetune", "finetune_padded:profile", "trl_default:full_length",
+                               "finetune:autocast=false:liger_kernels=true", "finetune:varlen=nested"]) == []
+    proc = subprocess.run([sys.executable, str(Path(bench.__file__)), "--arms",
+                           "finetune,finetune:liger_kernel=true,trl_best:loss=chunked,trl_defaults,finetune:lora_r=x",
+                           "--out", str(tmp_path / "ft.json")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "unknown key 'liger_kernel' (did you mean 'liger_kernels'?)" in proc.stderr
+    assert "arm trl_best:loss=chunked: only finetune arms take config settings" in proc.stderr
+    assert "no arm 'trl_defaults'" in proc.stderr and "arm finetune:lora_r=x: lora_r" in proc.stderr
+    assert not (tmp_path / "ft.json").exists()
+
+
+def test_the_gpu_session_names_only_valid_arms():
+    """Every --arms list of bench/gpu_session.sh passes the same check, so a lent GPU's minutes are not lost to a
+    typo."""
+    import re
+
+    script = (Path(bench.__file__).parent / "gpu_session.sh").read_text()
+    lists = re.findall(r'--arms "?([^"\s]+)', script)
+    assert len(lists) >= 5
+    arms = [a for names in lists for a in names.split(",")]
+    assert bench.arm_problems(arms) == []
+
+
 def test_a_target_whose_arm_did_not_run_is_not_judged():
     arm = dict(tokens_per_second=6000.0, tokens_per_cpu_second=5900.0, peak_cuda_gib=2.0, padding_waste=0.0)
     arms = {"finetune": arm, "trl_best": dict(arm, tokens_per_second=4000.0, tokens_per_cpu_second=3900.0,
