@@ -59,15 +59,19 @@ def test_a_target_whose_arm_did_not_run_is_not_judged():
 
 def test_the_8b_memory_target_is_judged_only_on_full_length_batches():
     """batch 8 x 2,048 in 24 GiB: judged from the full-length arm only when its batches were that large; that arm
-    ran on other data, so no throughput ratio is taken against it."""
+    ran on other data, so no throughput ratio is taken against it. The 8B shape runs it by default."""
+    assert "finetune:full_length" in bench.arms_for("cuda", None, "llama8b")
+    assert not any("full_length" in a for a in bench.arms_for("cuda", None, "qwen0.5b"))
     arm = dict(tokens_per_second=4000.0, tokens_per_cpu_second=4000.0, peak_cuda_gib=10.0, padding_waste=0.0)
-    full = dict(arm, tokens_per_second=5000.0, peak_cuda_gib=15.0, full_length=True, largest_batch_positions=16384)
+    full = dict(arm, tokens_per_second=5000.0, peak_cuda_gib=15.0, peak_cuda_reserved_gib=17.0, full_length=True,
+                largest_batch_positions=16384)
     summary, targets = bench.summarize({"finetune": arm, "finetune:full_length": full}, "cuda", 8_030_000_000,
                                        989.0, "llama8b")
     assert targets["fits_24gib_at_8x2048"] is True
     assert not any("full_length" in key for key in summary)
-    _, targets = bench.summarize({"finetune": arm, "finetune:full_length": dict(full, peak_cuda_gib=25.0)}, "cuda",
-                                 8_030_000_000, 989.0, "llama8b")
+    # judged on what the allocator held from the device, not only on what was allocated
+    _, targets = bench.summarize({"finetune": arm, "finetune:full_length": dict(full, peak_cuda_reserved_gib=24.5)},
+                                 "cuda", 8_030_000_000, 989.0, "llama8b")
     assert targets["fits_24gib_at_8x2048"] is False
     short = dict(full, largest_batch_positions=4000)  # LIMA-shaped batches say nothing about 8 x 2,048
     _, targets = bench.summarize({"finetune": arm, "finetune:full_length": short}, "cuda", 8_030_000_000, 989.0,
