@@ -647,6 +647,7 @@ def batch_lengths(model_dir: Path, data: Path, batch_size: int, max_length: int)
 
 
 def _subprocess(args: list[str], what: str) -> dict:
+    t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, *args], cwd=REPO, capture_output=True, text=True,
                           env=dict(os.environ, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1"))
     line = next((x for x in proc.stdout.splitlines() if x.startswith("BENCH-RESULT ")), None)
@@ -655,6 +656,7 @@ def _subprocess(args: list[str], what: str) -> dict:
         raise SystemExit(f"{what} failed (rc {proc.returncode})")
     res = json.loads(line.split(" ", 1)[1])
     res["load_average"] = round(os.getloadavg()[0], 2)
+    res["process_seconds"] = round(time.perf_counter() - t0, 1)  # the whole process: imports, loading, training
     return res
 
 
@@ -790,7 +792,7 @@ def bench_shape(shape: str, args, work: Path, progress=lambda result: None) -> d
                       else f"peak RSS {a['peak_rss_mb']:7.1f} MB")
             print(f"[{shape}] round {r} {arm:16s} {a['tokens_per_second']:9.1f} tok/s {a['tokens_per_cpu_second']:8.1f} "
                   f"tok/cpu-s  waste {100 * a['padding_waste']:4.1f} %  {memory}  steps {a['measured_steps']}  "
-                  f"load {a['load_average']}", flush=True)
+                  f"load {a['load_average']}  process {a['process_seconds']} s", flush=True)
     result = _with_summary(result, runs, failed, device, params, args, shape)
 
     if not args.skip_loss:
