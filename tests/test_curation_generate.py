@@ -134,7 +134,7 @@ def test_self_instruct_embedding_filter_and_resume_after_a_budget_stop(teacher, 
             "--requests_per_batch", "1", "--tasks_per_request", "5", "--embedding_threshold", "1",
             "--price_input", "1", "--price_output", "1", "--concurrency", "1"]
     out = ok(*args, "--max_cost", "0.005")  # 0.002 USD a request: stops after 3
-    assert "budget reached" in out
+    assert "$0.005 cap, generate.max_cost, was reached" in out and "--max_cost 0 lifts it" in out
     first = teacher.requests
     assert 0 < first < 8
     ok(*args, "--max_cost", "0")  # (the workspace keeps the last config: the cap is lifted explicitly)
