@@ -29,7 +29,8 @@ class GenerateConfig:
     backend: str = _f("hf", "hf (a local transformers model, batched), openai (any OpenAI-compatible endpoint: an API "
                             "model, a vLLM or llama.cpp server) or vllm (vLLM in this process, on a GPU).",
                       choices=("hf", "openai", "vllm"))
-    model: str = _f("", "hf/vllm: model folder or Hub id (the base when --adapter is given); openai: the endpoint's "
+    model: str = _f("", "hf: a model folder, Hub id, .gguf file or built-in name; vllm: a model folder or Hub id (both: "
+                        "the base when --adapter is given); openai: the endpoint's "
                         "model name (e.g. gpt-4o).")
     adapter: str = _f("", "PEFT adapter folder (a finetune run folder works: its adapter is found inside).")
     outputs: str = _f("", "Instead of a model: a file of existing outputs (AlpacaEval's {instruction, output, "

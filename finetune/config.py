@@ -43,8 +43,9 @@ def _f(default: Any, help: str, group: str, choices: tuple | None = None, requir
 @dataclass
 class FinetuneConfig:
     # ----------------------------------------------------------------- model
-    model: str = _f("", "Base model: a Hugging Face Hub id or a local folder.", "model",
-                    required="a Hub id or a local folder")
+    model: str = _f("", "Base model: a Hugging Face Hub id, a local folder, a .gguf file or a built-in name "
+                        "(smollm2-135m-instruct).", "model",
+                    required="a Hub id, a local folder, a .gguf file or a built-in name")
     quantization: str = _f(
         "nf4", "nf4: QLoRA, the base loaded in 4-bit NF4 by bitsandbytes and frozen; none: plain LoRA on an "
         "unquantized base (in compute_dtype).", "model", ("nf4", "none"))

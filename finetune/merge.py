@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                     "weights the adapter was trained on) and check the logits against base + adapter.")
     parser.add_argument("run_dir", help="a finished run folder (adapter_config.json, config.yaml)")
     parser.add_argument("--output", help="where to write the merged model (default: RUN_DIR/merged)")
-    parser.add_argument("--base", help="base model path or Hub id, if it moved since training "
+    parser.add_argument("--base", help="base model (a path, Hub id, .gguf file or built-in name), if it moved since training "
                                        "(default: model from RUN_DIR/config.yaml)")
     parser.add_argument("--rtol", type=float, default=0.02,
                         help="allowed max |logit difference| as a fraction of the largest reference logit "

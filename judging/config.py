@@ -258,8 +258,8 @@ class BackendConfig:
     kind: str = cc.option("openai", "openai (any OpenAI-compatible chat-completions endpoint: OpenAI, vLLM, "
                                     "llama.cpp, Ollama, …) or transformers (a local model).",
                           choices=("openai", "transformers"))
-    model: Optional[str] = cc.option(None, "Model name at the endpoint (env EVAL_JUDGE_MODEL), or a local path / "
-                                           "Hub id for transformers.")
+    model: Optional[str] = cc.option(None, "Model name at the endpoint (env EVAL_JUDGE_MODEL), or for transformers "
+                                           "a local folder, Hub id, .gguf file or built-in name.")
     base_url: Optional[str] = cc.option(None, "Endpoint URL, e.g. http://localhost:8000/v1 (env EVAL_JUDGE_BASE_URL, "
                                               "then OPENAI_BASE_URL; unset means api.openai.com).")
     timeout: float = cc.option(60.0, "Seconds before one request is abandoned (and retried).")
