@@ -21,7 +21,11 @@ process of this script, all with the same NF4 quantization config and the same L
   compute in the same dtype;
 - ``trl_best``: TRL at its best settings available on the machine: ``padding_free=True`` (its collator then passes
   the sequence boundaries, like ours), flash-attention 2 where the flash-attn package is installed, liger-kernel's
-  layer kernels (``use_liger_kernel``) where liger-kernel is installed, the same dtype as ours.
+  layer kernels (``use_liger_kernel``) where liger-kernel is installed, the same dtype as ours;
+- ``trl_liger`` (GPU): TRL's defaults (padded batches) with liger-kernel's kernels. Without flash-attn, TRL's
+  padding-free rows attend through sdpa with a T x T block-diagonal mask, which made ``trl_best`` slower than TRL's
+  own defaults at the 1B shape; so "TRL's best" in the targets is the fastest TRL arm that ran
+  (``trl_best_available`` in the summary), never a slower configuration.
 
 An arm may carry settings after colons, for ablations: ``finetune:loss=chunked`` (any training config key of
 ``finetune``, a YAML value), ``finetune:varlen=nested`` (the CUDA varlen kernel tried first, finetune/attention.py),
@@ -49,9 +53,9 @@ own process (peak RSS / CUDA memory above the inputs, and time); the attention o
 call and the nested-tensor varlen kernel), forward and backward; for the tiny shape the NF4 weight size against bf16.
 
 Targets. CPU: finetune >= 1.3x TRL defaults with the same dtype, <= 1.0x its peak RSS, padding waste <= 5 %, NF4
-<= 0.35x bf16. GPU, per shape: >= 2.0x TRL defaults and <= 1.0x its peak memory, >= 1.2x TRL's best, padding-free
->= 1.5x our padded path, MFU at the 8B shape >= 35 %, and the 8B shape's full-length batches (8 x 2,048 tokens,
-``finetune:full_length``) in <= 24 GiB.
+<= 0.35x bf16. GPU, per shape: >= 2.0x TRL defaults and <= 1.0x its peak memory, >= 1.2x TRL's best (the fastest
+TRL arm), padding-free >= 1.5x our padded path, MFU at the 8B shape >= 35 %, and the 8B shape's full-length
+batches (8 x 2,048 tokens, ``finetune:full_length``) in <= 24 GiB.
 """
 
 from __future__ import annotations
@@ -261,7 +265,8 @@ def parse_arm(arm: str) -> tuple[str, dict]:
     return base, settings
 
 
-ARMS = ("finetune", "finetune_padded", "trl_default", "trl_same_dtype", "trl_best")
+ARMS = ("finetune", "finetune_padded", "trl_default", "trl_same_dtype", "trl_best", "trl_liger")
+TRL_TUNED = ("trl_best", "trl_liger")  # TRL arms tuned for speed: "TRL's best" is the fastest TRL arm, these or defaults
 BENCH_SETTINGS = ("profile", "full_length", "varlen")  # an arm's settings the benchmark itself takes
 
 
@@ -468,10 +473,11 @@ def run_arm(arm: str, model_dir: str, data: str, out: str, device: str, batch_si
             # TRL's default bf16=True refuses to start on a CPU unless use_cpu=True (its error says so);
             # trl_same_dtype and trl_best compute in our dtype instead
             kwargs.update(use_cpu=True) if base == "trl_default" else kwargs.update(bf16=dtype == torch.bfloat16)
-        if base == "trl_best":
-            kwargs.update(padding_free=True, max_length=None)  # TRL refuses max_length without packing here
-            if importlib.util.find_spec("flash_attn") and cuda:
-                kwargs["model_init_kwargs"]["attn_implementation"] = "flash_attention_2"
+        if base in TRL_TUNED:
+            if base == "trl_best":
+                kwargs.update(padding_free=True, max_length=None)  # TRL refuses max_length without packing here
+                if importlib.util.find_spec("flash_attn") and cuda:
+                    kwargs["model_init_kwargs"]["attn_implementation"] = "flash_attention_2"
             if importlib.util.find_spec("liger_kernel") and cuda:
                 kwargs["use_liger_kernel"] = True
             result["settings"] = {k: v for k, v in kwargs.items() if k in ("padding_free", "use_liger_kernel")}
@@ -670,6 +676,8 @@ def arms_for(device: str, names: str | None, shape: str = "tiny") -> list[str]:
     arms = ["finetune", "finetune_padded", "trl_default"]
     if device == "cpu" and compute_dtype("auto", "cpu") != torch.bfloat16:
         arms.append("trl_same_dtype")  # TRL's default autocasts to bf16; this CPU computes ours in fp32
+    if device == "cuda":
+        arms.append("trl_liger")  # TRL's padded defaults with liger's kernels: faster than trl_best without flash-attn
     if shape == "llama8b":  # the 8B target is memory on full-length batches too
         arms.insert(1, "finetune:full_length")
     return arms + ["trl_best"]
@@ -689,6 +697,12 @@ def summarize(arms: dict, device: str, params: int, peak_tflops: float | None, s
                 summary[f"throughput_vs_{other}"] = round(ours[rate] / a[rate], 2)
                 summary[f"memory_vs_{other}"] = round(ours[mem] / a[mem], 3)
     same = "trl_same_dtype" if "trl_same_dtype" in arms else "trl_default"
+    # TRL's best available configuration: the fastest TRL arm that ran, once a tuned one has run
+    trl = {name: a for name, a in arms.items() if name in ("trl_default", *TRL_TUNED)}
+    if ours and device == "cuda" and any(name in trl for name in TRL_TUNED):
+        best = max(trl, key=lambda name: trl[name][rate])
+        summary["trl_best_available"] = best
+        summary["throughput_vs_trl_best_available"] = round(ours[rate] / trl[best][rate], 2)
 
     def at_least(key: str, bound: float):  # None: an arm the target needs was not run (or failed)
         return None if key not in summary else summary[key] >= bound
@@ -706,7 +720,7 @@ def summarize(arms: dict, device: str, params: int, peak_tflops: float | None, s
         targets = {
             "throughput_ge_2x_trl_default": at_least("throughput_vs_trl_default", 2.0),
             "peak_memory_le_trl_default": at_most("memory_vs_trl_default", 1.0),
-            "throughput_ge_1.2x_trl_best": at_least("throughput_vs_trl_best", 1.2),
+            "throughput_ge_1.2x_trl_best": at_least("throughput_vs_trl_best_available", 1.2),
             "padding_free_ge_1.5x_padded": at_least("throughput_vs_finetune_padded", 1.5),
         }
         if shape == "llama8b" and ours and "mfu" in ours:

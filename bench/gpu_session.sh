@@ -5,7 +5,7 @@
 #
 #   bench/gpu_session.sh wheels          # pip download into .whl/ the versions constraints.txt pins (~58 MB)
 #   bench/gpu_session.sh issue           # on the GPU: issue 10's table at 0.5B and 8B (~9 min)
-#   bench/gpu_session.sh more            # on the GPU: the 1B shape's table, liger's layer kernels (~5 min)
+#   bench/gpu_session.sh more            # on the GPU: the 1B shape's table, liger's layer kernels (~6 min)
 #   bench/gpu_session.sh profile         # on the GPU: where a 0.5B step's time goes, ours and TRL's (~3 min)
 #   bench/gpu_session.sh table           # on the GPU: the whole default table, three shapes, every arm (~9 min)
 #
@@ -56,18 +56,19 @@ shape() {  # shape, seconds, then the benchmark's arguments
 
 case "$stage" in
 issue)
-  # 0.5B: ours against TRL's defaults, our padded path and TRL's best, then ours without the Trainer's autocast
+  # 0.5B: ours against TRL's defaults, our padded path and TRL's tuned arms (padding-free + liger; padded + liger:
+  # TRL's best is the faster), then ours without the Trainer's autocast
   # (LoRA in float32, as before it); 8B: ours (MFU), ours on full-length batches (8 x 2,048 tokens: the 24 GiB
   # target), TRL's defaults
-  shape qwen0.5b 270 --steps 20 --warmup 4 --examples 160 --skip-attention \
-    --arms "finetune,trl_default,finetune_padded,trl_best,finetune:autocast=false"
-  shape llama8b 290 --steps 4 --warmup 1 --examples 64 --skip-attention \
+  shape qwen0.5b 290 --steps 20 --warmup 4 --examples 160 --skip-attention \
+    --arms "finetune,trl_default,finetune_padded,trl_best,trl_liger,finetune:autocast=false"
+  shape llama8b 270 --steps 4 --warmup 1 --examples 64 --skip-attention \
     --arms "finetune,finetune:full_length,trl_default"
   ;;
 more)
   # 1B: the table's arms; then 0.5B with liger-kernel's layer kernels against ours without them
-  shape llama1b 200 --steps 16 --warmup 4 --examples 128 --skip-attention \
-    --arms "finetune,trl_default,finetune_padded,trl_best"
+  shape llama1b 240 --steps 16 --warmup 4 --examples 128 --skip-attention \
+    --arms "finetune,trl_default,finetune_padded,trl_best,trl_liger"
   shape qwen0.5b 120 --steps 20 --warmup 4 --examples 160 --skip-attention --arms "finetune,finetune:liger_kernels=true"
   ;;
 profile)

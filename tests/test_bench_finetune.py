@@ -46,6 +46,26 @@ def test_the_gpu_session_names_only_valid_arms():
     assert bench.arm_problems(arms) == []
 
 
+def test_trls_best_is_the_fastest_trl_arm_that_ran():
+    """A tuned TRL arm slower than TRL's defaults (padding-free rows under sdpa's T x T mask, at 1B) is no
+    "best": the 1.2x target is judged against the fastest TRL arm, and only once a tuned one has run."""
+    arm = dict(tokens_per_second=7761.0, tokens_per_cpu_second=7700.0, peak_cuda_gib=3.5, padding_waste=0.0)
+    arms = {"finetune": arm, "trl_default": dict(arm, tokens_per_second=6462.0),
+            "trl_best": dict(arm, tokens_per_second=4241.0)}
+    summary, targets = bench.summarize(arms, "cuda", 1_236_000_000, 989.0, "llama1b")
+    assert summary["trl_best_available"] == "trl_default" and summary["throughput_vs_trl_best_available"] == 1.2
+    assert summary["throughput_vs_trl_best"] == 1.83  # the arm itself is still compared
+    assert targets["throughput_ge_1.2x_trl_best"] is True
+    arms["trl_liger"] = dict(arm, tokens_per_second=7000.0)
+    summary, targets = bench.summarize(arms, "cuda", 1_236_000_000, 989.0, "llama1b")
+    assert summary["trl_best_available"] == "trl_liger" and targets["throughput_ge_1.2x_trl_best"] is False
+    _, targets = bench.summarize({k: arms[k] for k in ("finetune", "trl_default")}, "cuda", 1_236_000_000, 989.0,
+                                 "llama1b")
+    assert targets["throughput_ge_1.2x_trl_best"] is None
+    assert "trl_liger" in bench.arms_for("cuda", None, "qwen0.5b")
+    assert "trl_liger" not in bench.arms_for("cpu", None, "tiny")
+
+
 def test_a_target_whose_arm_did_not_run_is_not_judged():
     arm = dict(tokens_per_second=6000.0, tokens_per_cpu_second=5900.0, peak_cuda_gib=2.0, padding_waste=0.0)
     arms = {"finetune": arm, "trl_best": dict(arm, tokens_per_second=4000.0, tokens_per_cpu_second=3900.0,
