@@ -17,8 +17,9 @@ process of this script, all with the same NF4 quantization config and the same L
 - ``trl_default``: TRL ``SFTTrainer`` with default ``SFTConfig`` settings (only the output folder, batch size, steps,
   max_length and reporting set). On a CPU its default ``bf16=True`` refuses to start unless ``use_cpu=True`` (its
   error says so), which is added;
-- ``trl_same_dtype`` (CPU, where our compute dtype is not bf16): TRL defaults with ``bf16=False``, so both arms
-  compute in the same dtype;
+- ``trl_same_dtype`` (CPU, where our compute dtype is not bf16): TRL defaults with ``bf16=False`` and its LoRA
+  weights float32 like ours (TRL casts a quantized model's adapters to bf16 whatever ``bf16`` says), so both arms
+  compute in the same dtype; on a CPU ``trl_best`` keeps float32 adapters too;
 - ``trl_best``: TRL at its best settings available on the machine: ``padding_free=True`` (its collator then passes
   the sequence boundaries, like ours), flash-attention 2 where the flash-attn package is installed, liger-kernel's
   layer kernels (``use_liger_kernel``) where liger-kernel is installed, the same dtype as ours;
@@ -484,6 +485,14 @@ def run_arm(arm: str, model_dir: str, data: str, out: str, device: str, batch_si
             result["settings"]["attn_implementation"] = kwargs["model_init_kwargs"].get("attn_implementation", "sdpa")
         trainer = SFTTrainer(model=model_dir, args=SFTConfig(**kwargs), train_dataset=Dataset.from_list(rows),
                              peft_config=lora_config(cfg), callbacks=[measure])
+        if device == "cpu" and base != "trl_default":
+            # TRL casts a quantized model's LoRA weights to bf16 (QLoRA's recipe), whatever bf16 says; ours stay
+            # float32 (peft's default). "The same dtype as ours" means these too: on a CPU without native bf16 its
+            # bf16 adapters run emulated, which would slow TRL for a reason that is not the trainer's
+            for param in trainer.model.parameters():
+                if param.requires_grad:
+                    param.data = param.data.float()
+            result["adapter_dtype"] = "float32"
         trainer.train()
     if profile is not None:
         profile.write(Path(profile_dir or out) / f"profile-{arm.replace(':', '-').replace('=', '-')}.txt", arm)
