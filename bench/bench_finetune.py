@@ -367,6 +367,9 @@ def _measuring_callback(result: dict, warmup: int, cuda: bool, profile: "_Profil
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             self.hook = model.register_forward_pre_hook(self._count, with_kwargs=True)
+            # the dtype the trained (adapter) weights have as training starts: TRL casts a quantized model's to bf16
+            result["trainable_dtypes"] = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()
+                                                 if p.requires_grad})
             if cuda:
                 result["load_peak_cuda_bytes"] = torch.cuda.max_memory_allocated()
                 result["load_reserved_cuda_bytes"] = torch.cuda.max_memory_reserved()
@@ -492,7 +495,6 @@ def run_arm(arm: str, model_dir: str, data: str, out: str, device: str, batch_si
             for param in trainer.model.parameters():
                 if param.requires_grad:
                     param.data = param.data.float()
-            result["adapter_dtype"] = "float32"
         trainer.train()
     if profile is not None:
         profile.write(Path(profile_dir or out) / f"profile-{arm.replace(':', '-').replace('=', '-')}.txt", arm)

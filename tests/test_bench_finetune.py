@@ -120,6 +120,26 @@ def test_a_full_length_arm_trains_batches_of_batch_size_times_max_length(tmp_pat
     assert arm["positions"] == arm["trained_tokens"] == 2 * 2 * 96
 
 
+def test_trl_in_our_dtype_trains_float32_adapters_like_ours(tmp_path):
+    """TRL casts a quantized model's LoRA weights to bf16 whatever bf16 says; its arm that claims our dtype casts
+    them back, so on a CPU without native bf16 it is not slowed by emulated bf16 adapters. TRL's defaults keep
+    TRL's own cast."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "ft.json"
+    proc = subprocess.run([sys.executable, str(Path(bench.__file__)), "--quick", "--shape", "tiny", "--arms",
+                           "finetune,trl_same_dtype,trl_default", "--batch-size", "2", "--max-length", "256",
+                           "--examples", "4", "--skip-loss", "--skip-attention", "--skip-weights", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    arms = json.loads(out.read_text())["shapes"]["tiny"]["arms"]
+    assert arms["finetune"]["trainable_dtypes"] == ["float32"]
+    assert arms["trl_same_dtype"]["trainable_dtypes"] == ["float32"]
+    assert arms["trl_default"]["trainable_dtypes"] == ["bfloat16"]
+
+
 def test_a_time_limit_keeps_the_arms_that_finished_and_kills_the_running_one(tmp_path):
     """SIGTERM (a shell's `timeout`) in the middle of a shape: the JSON already holds the finished arm (written
     after each arm, complete: false), the arm then running is killed with the benchmark, and it exits 143."""
