@@ -109,16 +109,23 @@ def make_data(path: Path, n: int, median_words: int = 60, seed: int = 0) -> Path
 
     words = " ".join(topics.values()).split()
     rng = random.Random(seed)
+
+    def conversation():
+        q_len = rng.randint(8, 60)
+        a_len = int(min(5 * median_words, max(10, rng.lognormvariate(math.log(median_words), 0.8))))
+        start = rng.randrange(len(words) - 6 * median_words - 100)
+        return words[start:start + q_len], words[start + q_len:start + q_len + a_len]
+
+    return _write_conversations(path, "b", (conversation() for _ in range(n)))
+
+
+def _write_conversations(path: Path, prefix: str, conversations) -> Path:
+    """(question words, answer words) pairs as messages JSONL, ids ``<prefix><i>``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
-        for i in range(n):
-            q_len = rng.randint(8, 60)
-            a_len = int(min(5 * median_words, max(10, rng.lognormvariate(math.log(median_words), 0.8))))
-            start = rng.randrange(len(words) - 6 * median_words - 100)
-            q = " ".join(words[start:start + q_len])
-            a = " ".join(words[start + q_len:start + q_len + a_len])
-            msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-            fh.write(json.dumps({"id": f"b{i}", "messages": msgs, "source": "bench", "meta": {}}) + "\n")
+        for i, (q, a) in enumerate(conversations):
+            msgs = [{"role": "user", "content": " ".join(q)}, {"role": "assistant", "content": " ".join(a)}]
+            fh.write(json.dumps({"id": f"{prefix}{i}", "messages": msgs, "source": "bench", "meta": {}}) + "\n")
     return path
 
 
@@ -130,15 +137,8 @@ def make_full_length_data(path: Path, n: int, max_length: int, seed: int = 0) ->
     words = " ".join(topics.values()).split()
     words *= 1 + (2 * max_length + 100) // len(words)  # the text repeats for answers longer than it (~65k words)
     rng = random.Random(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for i in range(n):
-            start = rng.randrange(len(words) - 2 * max_length - 20)
-            q = " ".join(words[start:start + 20])
-            a = " ".join(words[start + 20:start + 20 + 2 * max_length])
-            msgs = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-            fh.write(json.dumps({"id": f"f{i}", "messages": msgs, "source": "bench", "meta": {}}) + "\n")
-    return path
+    starts = (rng.randrange(len(words) - 2 * max_length - 20) for _ in range(n))
+    return _write_conversations(path, "f", ((words[s:s + 20], words[s + 20:s + 20 + 2 * max_length]) for s in starts))
 
 
 def build_model(shape: str, out: Path, device: str) -> Path:
@@ -275,6 +275,7 @@ def arm_problems(arms: list[str]) -> list[str]:
     """Every problem with these arm names, found before anything is built: an unknown arm, a setting that is no
     finetune config key (with the closest one) or has a bad value, config settings on a TRL arm, a bad varlen."""
     from contract.config import ConfigError
+    from finetune.attention import VARLEN_CHOICES, VARLEN_CHOICES_TEXT
     from finetune.config import FinetuneConfig, check, from_dict
 
     problems = []
@@ -283,8 +284,8 @@ def arm_problems(arms: list[str]) -> list[str]:
         if base not in ARMS:
             problems.append(f"arm {arm}: no arm {base!r} (choose from {', '.join(ARMS)})")
             continue
-        if settings.get("varlen", "flash") not in ("flash", "nested", "loop"):
-            problems.append(f"arm {arm}: varlen={settings['varlen']} (choose flash, nested or loop)")
+        if settings.get("varlen", VARLEN_CHOICES[0]) not in VARLEN_CHOICES:
+            problems.append(f"arm {arm}: varlen={settings['varlen']} (choose {VARLEN_CHOICES_TEXT})")
         config = {k: v for k, v in settings.items() if k not in BENCH_SETTINGS}
         if config and not base.startswith("finetune"):
             problems.append(f"arm {arm}: only finetune arms take config settings ({', '.join(config)})")

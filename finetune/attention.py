@@ -40,6 +40,8 @@ _failed: dict[str, str] = {}  # varlen kernel -> why it could not run here (then
 # The CUDA kernels tried in order. A diagnostic override for benchmarks: FINETUNE_VARLEN=nested (or loop) skips
 # the kernels before it.
 _KERNELS = ("flash", "nested")
+VARLEN_CHOICES = (*_KERNELS, "loop")  # what FINETUNE_VARLEN may name
+VARLEN_CHOICES_TEXT = ", ".join(VARLEN_CHOICES[:-1]) + " or " + VARLEN_CHOICES[-1]  # "flash, nested or loop"
 
 
 def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
@@ -86,8 +88,8 @@ def _cuda_kernels() -> list[str]:
     import os
 
     wanted = os.environ.get("FINETUNE_VARLEN", "flash")
-    if wanted not in (*_KERNELS, "loop"):
-        raise ValueError(f"FINETUNE_VARLEN={wanted!r}: choose flash, nested or loop")
+    if wanted not in VARLEN_CHOICES:
+        raise ValueError(f"FINETUNE_VARLEN={wanted!r}: choose {VARLEN_CHOICES_TEXT}")
     order = list(_KERNELS[_KERNELS.index(wanted):]) if wanted in _KERNELS else []
     return [k for k in order if k not in _failed]
 
