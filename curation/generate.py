@@ -576,7 +576,7 @@ def summary(report: dict) -> str:
     if s:
         lines.append(f"  teacher {report['teacher']}: {s.get('requests', 0)} requests, {s.get('cached', 0)} from "
                      f"the cache, {s.get('failed', 0)} failed, ${s.get('cost', 0):.4f} spent"
-                     + (f" (its ${report.get('config', {}).get('max_cost', 0):g} cap, generate.max_cost, was reached: "
+                     + (f" (its ${report['config']['max_cost']:g} cap, generate.max_cost, was reached: "
                         "a re-run continues from the cache with the same cap, which the workspace's config.yaml "
                         "keeps; --max_cost 0 lifts it)" if s.get("budget_exhausted") else ""))
     lines.append(f"  {report['seconds']}s, {report['per_hour']} per hour ({report['cpu_seconds']} CPU s, "
