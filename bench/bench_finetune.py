@@ -27,6 +27,9 @@ process of this script, all with the same NF4 quantization config and the same L
   padding-free rows attend through sdpa with a T x T block-diagonal mask, which made ``trl_best`` slower than TRL's
   own defaults at the 1B shape; so "TRL's best" in the targets is the fastest TRL arm that ran
   (``trl_best_available`` in the summary), never a slower configuration.
+- ``trl_compile``: TRL's defaults with ``torch_compile=True`` (the Trainer compiles the whole model), the TRL
+  counterpart of ``finetune:compile_layers=true``; not a default arm (compiling takes its time), but one of the TRL
+  arms "TRL's best" is taken from when it runs.
 
 An arm may carry settings after colons, for ablations: ``finetune:loss=chunked`` (any training config key of
 ``finetune``, a YAML value), ``finetune:varlen=nested`` (the CUDA varlen kernel tried first, finetune/attention.py),
@@ -266,8 +269,8 @@ def parse_arm(arm: str) -> tuple[str, dict]:
     return base, settings
 
 
-ARMS = ("finetune", "finetune_padded", "trl_default", "trl_same_dtype", "trl_best", "trl_liger")
-TRL_TUNED = ("trl_best", "trl_liger")  # TRL arms tuned for speed: "TRL's best" is the fastest TRL arm, these or defaults
+ARMS = ("finetune", "finetune_padded", "trl_default", "trl_same_dtype", "trl_best", "trl_liger", "trl_compile")
+TRL_TUNED = ("trl_best", "trl_liger", "trl_compile")  # TRL arms tuned for speed: "TRL's best" is the fastest TRL arm, these or defaults
 BENCH_SETTINGS = ("profile", "full_length", "varlen")  # an arm's settings the benchmark itself takes
 
 
@@ -483,9 +486,12 @@ def run_arm(arm: str, model_dir: str, data: str, out: str, device: str, batch_si
                 kwargs.update(padding_free=True, max_length=None)  # TRL refuses max_length without packing here
                 if importlib.util.find_spec("flash_attn") and cuda:
                     kwargs["model_init_kwargs"]["attn_implementation"] = "flash_attention_2"
-            if importlib.util.find_spec("liger_kernel") and cuda:
+            if base == "trl_compile":
+                kwargs["torch_compile"] = True  # the Trainer compiles the whole model (TrainingArguments' switch)
+            elif importlib.util.find_spec("liger_kernel") and cuda:
                 kwargs["use_liger_kernel"] = True
-            result["settings"] = {k: v for k, v in kwargs.items() if k in ("padding_free", "use_liger_kernel")}
+            result["settings"] = {k: v for k, v in kwargs.items()
+                                  if k in ("padding_free", "use_liger_kernel", "torch_compile")}
             result["settings"]["attn_implementation"] = kwargs["model_init_kwargs"].get("attn_implementation", "sdpa")
         trainer = SFTTrainer(model=model_dir, args=SFTConfig(**kwargs), train_dataset=Dataset.from_list(rows),
                              peft_config=lora_config(cfg), callbacks=[measure])

@@ -5,7 +5,7 @@
 #
 #   bench/gpu_session.sh wheels          # pip download into .whl/ the versions constraints.txt pins (~58 MB)
 #   bench/gpu_session.sh issue           # on the GPU: issue 10's table at 0.5B and 8B (~9 min)
-#   bench/gpu_session.sh more            # on the GPU: the 1B shape's table, liger's layer kernels (~6 min)
+#   bench/gpu_session.sh more            # on the GPU: the 1B shape's table, 0.5B ablations (~8 min)
 #   bench/gpu_session.sh profile         # on the GPU: where a 0.5B step's time goes, ours and TRL's (~3 min)
 #   bench/gpu_session.sh table           # on the GPU: the whole default table, three shapes, every arm (~9 min)
 #
@@ -56,20 +56,23 @@ shape() {  # shape, seconds, then the benchmark's arguments
 
 case "$stage" in
 issue)
-  # 0.5B: ours against TRL's defaults, our padded path and TRL's tuned arms (padding-free + liger; padded + liger:
-  # TRL's best is the faster), then ours without the Trainer's autocast
-  # (LoRA in float32, as before it); 8B: ours (MFU), ours on full-length batches (8 x 2,048 tokens: the 24 GiB
-  # target), TRL's defaults
+  # 0.5B: ours against TRL's defaults, our padded path, ours with the layers compiled (compile_layers: the
+  # host-bound small shapes are where it should tell; if it wins, it becomes the default) and TRL's tuned arms
+  # (padding-free + liger; padded + liger: TRL's best is the faster); 8B: ours (MFU), ours on full-length batches
+  # (8 x 2,048 tokens: the 24 GiB target), TRL's defaults
   shape qwen0.5b 290 --steps 20 --warmup 4 --examples 160 --skip-attention \
-    --arms "finetune,trl_default,finetune_padded,trl_best,trl_liger,finetune:autocast=false"
+    --arms "finetune,trl_default,finetune_padded,finetune:compile_layers=true,trl_best,trl_liger"
   shape llama8b 270 --steps 4 --warmup 1 --examples 64 --skip-attention \
     --arms "finetune,finetune:full_length,trl_default"
   ;;
 more)
-  # 1B: the table's arms; then 0.5B with liger-kernel's layer kernels against ours without them
-  shape llama1b 240 --steps 16 --warmup 4 --examples 128 --skip-attention \
-    --arms "finetune,trl_default,finetune_padded,trl_best,trl_liger"
-  shape qwen0.5b 120 --steps 20 --warmup 4 --examples 160 --skip-attention --arms "finetune,finetune:liger_kernels=true"
+  # 1B: the table's arms and ours compiled; then at 0.5B ours without the Trainer's autocast (LoRA in float32, as
+  # before it), ours with liger-kernel's layer kernels, and TRL compiled (whole model; last: on the CPU its
+  # compiling took minutes)
+  shape llama1b 280 --steps 16 --warmup 4 --examples 128 --skip-attention \
+    --arms "finetune,trl_default,finetune_padded,finetune:compile_layers=true,trl_best,trl_liger"
+  shape qwen0.5b 200 --steps 20 --warmup 4 --examples 160 --skip-attention \
+    --arms "finetune,finetune:autocast=false,finetune:liger_kernels=true,trl_compile"
   ;;
 profile)
   # device against host time per operator over two steps (a profiled arm's figures carry the profiler's cost)
@@ -78,7 +81,8 @@ profile)
 table)
   shape qwen0.5b 180 --steps 12 --warmup 4 --examples 128
   shape llama1b 160 --steps 12 --warmup 4 --examples 128 --skip-attention
-  shape llama8b 230 --steps 4 --warmup 1 --examples 64 --skip-attention --arms finetune,finetune:full_length,trl_default
+  shape llama8b 230 --steps 4 --warmup 1 --examples 64 --skip-attention \
+    --arms finetune,finetune:full_length,trl_default,finetune:compile_layers=true
   ;;
 esac
 echo "== done $(date +%T); results in $OUT"

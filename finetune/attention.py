@@ -178,7 +178,10 @@ def served() -> list[str]:
 
 def register() -> str:
     """Register ``packed_sdpa`` with transformers (idempotent) and return its name."""
+    import torch
     from transformers import AttentionInterface
 
-    AttentionInterface.register(NAME, packed_sdpa)
+    # outside torch.compile's graphs (compile_layers): one kernel call whose host-side bookkeeping (the offsets cached
+    # per batch, the fallbacks) dynamo cannot trace; the compiled layer calls it between its two graphs
+    AttentionInterface.register(NAME, torch.compiler.disable(packed_sdpa))
     return NAME

@@ -155,6 +155,47 @@ def apply_layer_kernels(model) -> None:
     log.info("liger-kernel's RMSNorm, SwiGLU and RoPE kernels in the %s layers", model_type)
 
 
+def compile_missing() -> str | None:
+    """What torch.compile's inductor lacks here to compile the layers (Triton on a GPU, a C++ compiler on a CPU),
+    or None."""
+    import importlib.util
+    import shutil
+
+    import torch
+
+    if torch.cuda.is_available():
+        return None if importlib.util.find_spec("triton") else "Triton (pip install triton)"
+    cxx = os.environ.get("CXX", "g++")  # what inductor calls on a CPU
+    return None if shutil.which(cxx) else f"a C++ compiler ({cxx} is not on PATH; set CXX to one)"
+
+
+def compile_layers(model) -> int:
+    """``torch.compile`` the blocks of every decoder layer that hold linear layers (attention, MLP) in place, and
+    return how many decoder layers that covered. Compiled at the first step, with dynamic shapes (batches vary in
+    length); the layers share their code, so one set of graphs serves them all.
+
+    Inside the blocks, peft's adapters, their dropout and bitsandbytes' 4-bit matmuls are traced into the graphs
+    (fewer kernels a layer, and none of their Python a step); the attention of packed rows stays outside
+    (finetune/attention.py), between the attention block's two graphs. Blocks, not whole layers: the layer's
+    gradient checkpointing cannot take a graph that breaks for the attention, and dynamo would then run the whole
+    layer uncompiled. The blocks are compiled in place, not wrapped, so state dict keys, checkpoints and the saved
+    adapter are as without it."""
+    import torch
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    blocks = [child for layer in layers for child in layer.children()
+              if any(isinstance(m, torch.nn.Linear) for m in child.modules())]
+    if not blocks:
+        raise ValueError(f"compile_layers: {type(model).__name__} has no transformers decoder layers "
+                         "(GradientCheckpointingLayer) with linear layers to compile; set compile_layers: false")
+    for block in blocks:
+        block.compile(dynamic=True)
+    log.info("compile_layers: the %s of %d %s layers are compiled by torch.compile at the first step",
+             " and ".join(sorted({type(b).__name__ for b in blocks})), len(layers), type(layers[0]).__name__)
+    return len(layers)
+
+
 def check_model_fits(cfg: FinetuneConfig, model) -> None:
     """max_length must not exceed the model's positions unless allow_longer_than_model says so."""
     limit = getattr(model.config, "max_position_embeddings", None)

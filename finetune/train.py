@@ -22,7 +22,7 @@ from pathlib import Path
 from contract.io import append_jsonl, write_json
 from finetune.callbacks import NonFiniteLossGuard, TrainingDiverged
 from finetune.config import FinetuneConfig, save_yaml
-from finetune.model import check_model_fits, load_tokenizer, resolve_dtype
+from finetune.model import check_model_fits, compile_layers, load_tokenizer, resolve_dtype
 from finetune.provenance import config_header, model_card, now, provenance, start_provenance, started_before
 from finetune.sft import CHECKPOINTS
 
@@ -58,6 +58,8 @@ def run(cfg: FinetuneConfig, callbacks: tuple = ()) -> Path:
     torch.manual_seed(cfg.seed)
     model = method.load_model(cfg, dtype)
     check_model_fits(cfg, model)
+    if cfg.compile_layers:  # traced at the first step, with the adapters DPO's trainer adds by then
+        compile_layers(model)
     check_optimizer(cfg)
 
     # Training begins: only from here does the folder hold a run (a start that failed above leaves it as it was).
@@ -128,6 +130,7 @@ def check_inputs(cfg: FinetuneConfig) -> None:
 
     from contract.models import model_problem
     from finetune.loss import liger_missing
+    from finetune.model import compile_missing
 
     issues = []
     problem = model_problem(cfg.model)  # a Hub id, a model folder, a .gguf file or a built-in name
@@ -145,6 +148,10 @@ def check_inputs(cfg: FinetuneConfig) -> None:
         missing = liger_missing() if wanted else None
         if missing:
             issues.append(f"{setting} needs {missing}; {instead}")
+    if cfg.compile_layers:
+        missing = compile_missing()
+        if missing:
+            issues.append(f"compile_layers: true needs {missing}; set compile_layers: false")
     if cfg.init_adapter and not (Path(cfg.init_adapter) / "adapter_config.json").is_file():
         issues.append(f"init_adapter: {cfg.init_adapter!r} holds no adapter (adapter_config.json); give a finished "
                       "finetune run folder")

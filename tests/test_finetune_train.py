@@ -393,3 +393,55 @@ def test_liger_layer_kernels_give_the_models_logits_and_gradients(trained, liger
         results.append((logits.detach(), grad.float()))
     torch.testing.assert_close(results[1][0], results[0][0], atol=5e-2, rtol=5e-2)
     torch.testing.assert_close(results[1][1], results[0][1], atol=5e-2, rtol=5e-2)
+
+
+class BlocksSeen(TrainerCallback):
+    """Records which modules of the model are compiled as training starts."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.compiled = sorted({type(m).__name__ for m in model.modules()
+                                if getattr(m, "_compiled_call_impl", None) is not None})
+        self.layers = sum(type(m).__name__.endswith("DecoderLayer") for m in model.modules())
+        self.compiled_count = sum(getattr(m, "_compiled_call_impl", None) is not None for m in model.modules())
+
+
+def test_compiled_layers_train_like_the_eager_ones(tiny_model_dir, tmp_path):
+    """compile_layers: true compiles the attention and MLP blocks of every decoder layer (not the norms) in place,
+    and trains to the losses and adapter of the uncompiled run: same tensors, same keys in the saved adapter."""
+    from safetensors.torch import load_file
+
+    from finetune.train import run
+
+    data = write_curated(tmp_path / "data")
+    runs, seen = {}, {}
+    for compiled in (False, True):
+        seen[compiled] = BlocksSeen()
+        cfg = load_config(TINY_RECIPE, model=str(tiny_model_dir), data=str(data), output_dir=str(tmp_path / str(compiled)),
+                          max_steps=4, dev_size=0.0, save_steps=100, logging_steps=1, compile_layers=compiled)
+        runs[compiled] = run(cfg, callbacks=(seen[compiled],))
+    assert seen[False].compiled == []
+    assert seen[True].compiled == ["LlamaAttention", "LlamaMLP"] and seen[True].compiled_count == 2 * seen[True].layers
+
+    def losses(run_dir):
+        return [m["loss"] for m in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in m]
+
+    assert len(losses(runs[True])) == 4
+    assert losses(runs[True]) == pytest.approx(losses(runs[False]), rel=1e-3)
+    eager, compiled = (load_file(str(runs[c] / "adapter_model.safetensors")) for c in (False, True))
+    assert eager.keys() == compiled.keys()
+    for key in eager:
+        torch.testing.assert_close(compiled[key].float(), eager[key].float(), rtol=2e-2, atol=2e-3)
+
+
+def test_compile_layers_without_a_compiler_is_refused_before_anything_loads(tiny_model_dir, tmp_path, monkeypatch):
+    """On a CPU inductor compiles with a C++ compiler ($CXX, else g++): without one, one line says so at start."""
+    from finetune.train import check_inputs
+
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU the compiler is Triton")
+    monkeypatch.setenv("CXX", "no-such-c++-compiler")
+    cfg = load_config(TINY_RECIPE, model=str(tiny_model_dir), data=str(write_curated(tmp_path / "d")),
+                      output_dir=str(tmp_path / "o"), compile_layers=True)
+    with pytest.raises(ValueError, match=r"compile_layers: true needs a C\+\+ compiler \(no-such-c\+\+-compiler is "
+                                         r"not on PATH; set CXX to one\); set compile_layers: false"):
+        check_inputs(cfg)
