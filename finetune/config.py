@@ -165,11 +165,11 @@ class FinetuneConfig:
         "traffic per layer (CUDA; pip install liger-kernel; the model types liger-kernel patches: Llama, Qwen2, "
         "Mistral, Gemma, Phi3 and more). The loss has its own setting (loss: fused).", "train")
     compile_layers: bool = _f(
-        False, "torch.compile each decoder layer in place (regional compilation, dynamic shapes): the layer's "
-        "norms, rotary embeddings, MLP, LoRA adapters and 4-bit matmuls run as compiled graphs, with far less Python "
-        "and fewer kernel launches a step, at the cost of compiling once as training starts (seconds on a GPU, "
-        "longer on a CPU). The attention of packed rows stays outside the graphs. Needs Triton on a GPU, a C++ "
-        "compiler on a CPU.", "train")
+        False, "torch.compile the attention and MLP blocks of every decoder layer in place (regional compilation, "
+        "dynamic shapes): the LoRA adapters, 4-bit matmuls, rotary embeddings and MLP run as a few compiled graphs a "
+        "layer, with less Python and fewer kernel launches a step, after compiling once at the first step. The "
+        "attention of packed rows stays outside the graphs. Needs Triton on a GPU, a C++ compiler on a CPU. Same "
+        "losses as without it; its speed on a GPU is not measured yet (bench/README.md).", "train")
     gradient_checkpointing: bool = _f(True, "Recompute activations in the backward pass: much less memory, "
                                       "~20-30% more compute.", "train")
     seed: int = _f(42, "Seed for the dev split, data order, dropout and LoRA initialisation.", "train")
