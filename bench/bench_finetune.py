@@ -270,7 +270,8 @@ def parse_arm(arm: str) -> tuple[str, dict]:
 
 
 ARMS = ("finetune", "finetune_padded", "trl_default", "trl_same_dtype", "trl_best", "trl_liger", "trl_compile")
-TRL_TUNED = ("trl_best", "trl_liger", "trl_compile")  # TRL arms tuned for speed: "TRL's best" is the fastest TRL arm, these or defaults
+# TRL arms tuned for speed: "TRL's best" is the fastest TRL arm, these or its defaults
+TRL_TUNED = ("trl_best", "trl_liger", "trl_compile")
 BENCH_SETTINGS = ("profile", "full_length", "varlen")  # an arm's settings the benchmark itself takes
 
 

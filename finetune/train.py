@@ -22,7 +22,7 @@ from pathlib import Path
 from contract.io import append_jsonl, write_json
 from finetune.callbacks import NonFiniteLossGuard, TrainingDiverged
 from finetune.config import FinetuneConfig, save_yaml
-from finetune.model import check_model_fits, compile_layers, load_tokenizer, resolve_dtype
+from finetune.model import check_model_fits, compile_layers, compile_missing, load_tokenizer, resolve_dtype
 from finetune.provenance import config_header, model_card, now, provenance, start_provenance, started_before
 from finetune.sft import CHECKPOINTS
 
@@ -130,7 +130,6 @@ def check_inputs(cfg: FinetuneConfig) -> None:
 
     from contract.models import model_problem
     from finetune.loss import liger_missing
-    from finetune.model import compile_missing
 
     issues = []
     problem = model_problem(cfg.model)  # a Hub id, a model folder, a .gguf file or a built-in name

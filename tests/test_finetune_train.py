@@ -416,8 +416,8 @@ def test_compiled_layers_train_like_the_eager_ones(tiny_model_dir, tmp_path):
     runs, seen = {}, {}
     for compiled in (False, True):
         seen[compiled] = BlocksSeen()
-        cfg = load_config(TINY_RECIPE, model=str(tiny_model_dir), data=str(data), output_dir=str(tmp_path / str(compiled)),
-                          max_steps=4, dev_size=0.0, save_steps=100, logging_steps=1, compile_layers=compiled)
+        cfg = load_config(TINY_RECIPE, model=str(tiny_model_dir), data=str(data),
+                          output_dir=str(tmp_path / str(compiled)), max_steps=4, dev_size=0.0, save_steps=100, logging_steps=1, compile_layers=compiled)
         runs[compiled] = run(cfg, callbacks=(seen[compiled],))
     assert seen[False].compiled == []
     assert seen[True].compiled == ["LlamaAttention", "LlamaMLP"] and seen[True].compiled_count == 2 * seen[True].layers
