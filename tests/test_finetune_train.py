@@ -405,9 +405,12 @@ class BlocksSeen(TrainerCallback):
         self.compiled_count = sum(getattr(m, "_compiled_call_impl", None) is not None for m in model.modules())
 
 
-def test_compiled_layers_train_like_the_eager_ones(tiny_model_dir, tmp_path):
+def test_compiled_layers_train_like_the_eager_ones(tiny_model_dir, tmp_path, compute_dtype):
     """compile_layers: true compiles the attention and MLP blocks of every decoder layer (not the norms) in place,
-    and trains to the losses and adapter of the uncompiled run: same tensors, same keys in the saved adapter."""
+    and trains to the losses and adapter of the uncompiled run, in float32 and bf16: the same keys in the saved
+    adapter and the same tensors up to rounding. (Compiled kernels round differently; Adam turns a rounding
+    difference in a near-zero gradient into a whole step of the learning rate, so single elements may differ by
+    a few steps' worth while the tensor as a whole stays the same.)"""
     from safetensors.torch import load_file
 
     from finetune.train import run
@@ -425,12 +428,14 @@ def test_compiled_layers_train_like_the_eager_ones(tiny_model_dir, tmp_path):
     def losses(run_dir):
         return [m["loss"] for m in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in m]
 
+    fp32 = compute_dtype == "float32"
     assert len(losses(runs[True])) == 4
-    assert losses(runs[True]) == pytest.approx(losses(runs[False]), rel=1e-3)
+    assert losses(runs[True]) == pytest.approx(losses(runs[False]), rel=1e-4 if fp32 else 1e-2)
     eager, compiled = (load_file(str(runs[c] / "adapter_model.safetensors")) for c in (False, True))
     assert eager.keys() == compiled.keys()
-    for key in eager:
-        torch.testing.assert_close(compiled[key].float(), eager[key].float(), rtol=2e-2, atol=2e-3)
+    for key in eager:  # measured: at most 1.3e-5 in float32, 0.044 in bf16 (untrained or wrongly trained: ~1)
+        e, c = eager[key].float(), compiled[key].float()
+        assert float((c - e).norm() / e.norm()) < (1e-3 if fp32 else 0.1), key
 
 
 def test_compile_layers_without_a_compiler_is_refused_before_anything_loads(tiny_model_dir, tmp_path, monkeypatch):
