@@ -169,9 +169,9 @@ def compile_missing() -> str | None:
     return None if shutil.which(cxx) else f"a C++ compiler ({cxx} is not on PATH; set CXX to one)"
 
 
-def compile_layers(model) -> int:
-    """``torch.compile`` the blocks of every decoder layer that hold linear layers (attention, MLP) in place, and
-    return how many decoder layers that covered. Compiled at the first step, with dynamic shapes (batches vary in
+def compile_layers(model) -> None:
+    """``torch.compile`` the blocks of every decoder layer that hold linear layers (attention, MLP) in place.
+    Compiled at the first step, with dynamic shapes (batches vary in
     length); the layers share their code, so one set of graphs serves them all.
 
     Inside the blocks, peft's adapters, their dropout and bitsandbytes' 4-bit matmuls are traced into the graphs
@@ -193,7 +193,6 @@ def compile_layers(model) -> int:
         block.compile(dynamic=True)
     log.info("compile_layers: the %s of %d %s layers are compiled by torch.compile at the first step",
              " and ".join(sorted({type(b).__name__ for b in blocks})), len(layers), type(layers[0]).__name__)
-    return len(layers)
 
 
 def check_model_fits(cfg: FinetuneConfig, model) -> None:

@@ -142,15 +142,13 @@ def check_inputs(cfg: FinetuneConfig) -> None:
                 container_kind(value)
             except DataError as err:
                 issues.append(f"{key}: {err}")
-    for wanted, setting, instead in ((cfg.loss == "fused", "loss: fused", "use loss: auto or chunked"),
-                                     (cfg.liger_kernels, "liger_kernels: true", "set liger_kernels: false")):
-        missing = liger_missing() if wanted else None
+    for wanted, setting, lacking, instead in (
+            (cfg.loss == "fused", "loss: fused", liger_missing, "use loss: auto or chunked"),
+            (cfg.liger_kernels, "liger_kernels: true", liger_missing, "set liger_kernels: false"),
+            (cfg.compile_layers, "compile_layers: true", compile_missing, "set compile_layers: false")):
+        missing = lacking() if wanted else None
         if missing:
             issues.append(f"{setting} needs {missing}; {instead}")
-    if cfg.compile_layers:
-        missing = compile_missing()
-        if missing:
-            issues.append(f"compile_layers: true needs {missing}; set compile_layers: false")
     if cfg.init_adapter and not (Path(cfg.init_adapter) / "adapter_config.json").is_file():
         issues.append(f"init_adapter: {cfg.init_adapter!r} holds no adapter (adapter_config.json); give a finished "
                       "finetune run folder")

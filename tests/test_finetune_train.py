@@ -396,13 +396,14 @@ def test_liger_layer_kernels_give_the_models_logits_and_gradients(trained, liger
 
 
 class BlocksSeen(TrainerCallback):
-    """Records which modules of the model are compiled as training starts."""
+    """Records which modules of the model are compiled as training starts, and how many decoder layers it has."""
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.compiled = sorted({type(m).__name__ for m in model.modules()
-                                if getattr(m, "_compiled_call_impl", None) is not None})
-        self.layers = sum(type(m).__name__.endswith("DecoderLayer") for m in model.modules())
-        self.compiled_count = sum(getattr(m, "_compiled_call_impl", None) is not None for m in model.modules())
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        compiled = [type(m).__name__ for m in model.modules() if getattr(m, "_compiled_call_impl", None) is not None]
+        self.compiled, self.compiled_count = sorted(set(compiled)), len(compiled)
+        self.layers = sum(isinstance(m, GradientCheckpointingLayer) for m in model.modules())
 
 
 def test_compiled_layers_train_like_the_eager_ones(tiny_model_dir, tmp_path, compute_dtype):
@@ -420,10 +421,12 @@ def test_compiled_layers_train_like_the_eager_ones(tiny_model_dir, tmp_path, com
     for compiled in (False, True):
         seen[compiled] = BlocksSeen()
         cfg = load_config(TINY_RECIPE, model=str(tiny_model_dir), data=str(data),
-                          output_dir=str(tmp_path / str(compiled)), max_steps=4, dev_size=0.0, save_steps=100, logging_steps=1, compile_layers=compiled)
+                          output_dir=str(tmp_path / str(compiled)), max_steps=4, dev_size=0.0, save_steps=100,
+                          logging_steps=1, compile_layers=compiled)
         runs[compiled] = run(cfg, callbacks=(seen[compiled],))
     assert seen[False].compiled == []
-    assert seen[True].compiled == ["LlamaAttention", "LlamaMLP"] and seen[True].compiled_count == 2 * seen[True].layers
+    assert seen[True].compiled == ["LlamaAttention", "LlamaMLP"]
+    assert seen[True].compiled_count == 2 * seen[True].layers
 
     def losses(run_dir):
         return [m["loss"] for m in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in m]
